@@ -1,0 +1,5 @@
+import sys
+
+from coinpilot.cli import main
+
+sys.exit(main())

@@ -1,0 +1,8 @@
+"""CLI subcommands. Each module defines HELP, add_arguments(parser) and main(args, settings)."""
+
+# Order here is the order `coinpilot --help` lists them.
+COMMAND_MODULES: dict[str, str] = {
+    "run": "coinpilot.commands.run",
+    "migrate": "coinpilot.commands.migrate",
+    "check-config": "coinpilot.commands.check_config",
+}

@@ -1,0 +1,21 @@
+"""`coinpilot check-config`: validate and print the effective configuration, secrets masked."""
+
+from __future__ import annotations
+
+import argparse
+
+import yaml
+
+from coinpilot.config import Settings, redacted
+
+HELP = "validate the configuration and print it with secrets masked"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    del parser
+
+
+def main(args: argparse.Namespace, settings: Settings) -> int:
+    print(yaml.safe_dump(redacted(settings), sort_keys=False, allow_unicode=True), end="")
+    print("config ok")
+    return 0

@@ -1,0 +1,9 @@
+"""Registers every service and HTTP route installer with the app (imported by `run`).
+
+Each capability adds one factory here: ``SERVICE_FACTORIES.append(lambda deps: [...])``,
+or an HTTP installer ``HTTP_INSTALLERS.append(lambda deps: installer)``, where
+``installer(app: aiohttp.web.Application)`` adds routes. Nothing else needs to change
+to plug a service into the daemon.
+"""
+
+from coinpilot.app import HTTP_INSTALLERS, SERVICE_FACTORIES  # noqa: F401

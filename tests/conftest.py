@@ -1,0 +1,186 @@
+"""Shared fixtures: real PostgreSQL and Redis, each test isolated.
+
+The local servers on 127.0.0.1 are used when reachable; otherwise the same embedded ones
+`coinpilot run` starts are started once per session. Each test gets its own database
+(cloned from a migrated template) and its own Redis key prefix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+import redis.asyncio as aioredis
+
+from coinpilot.adapters import db as dbmod
+from coinpilot.adapters.cache import Keys, create_redis
+from coinpilot.config import Settings, load_config
+from coinpilot.embedded import EmbeddedPostgres, EmbeddedRedis
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _with_db(dsn: str, name: str) -> str:
+    """Replace the database name of a postgresql:// URI (keeps ?host=... for sockets)."""
+    head, _, query = dsn.partition("?")
+    base = head.rsplit("/", 1)[0]
+    return f"{base}/{name}" + (f"?{query}" if query else "")
+
+
+@pytest.fixture(scope="session")
+def pg_admin_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A superuser DSN to the `postgres` database of a real server."""
+    env = os.environ.get("COINPILOT_TEST_DATABASE_URL")
+    if env:
+        yield env
+        return
+    if _reachable("127.0.0.1", 5432):
+        yield "postgresql://postgres@127.0.0.1:5432/postgres"
+        return
+    server = EmbeddedPostgres(Path(tempfile.mkdtemp(prefix="cp-pg-")))
+    yield server.start()
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url_base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    env = os.environ.get("COINPILOT_TEST_REDIS_URL")
+    if env:
+        yield env
+        return
+    if _reachable("127.0.0.1", 6379):
+        yield "redis://127.0.0.1:6379/0"
+        return
+    server = EmbeddedRedis(Path(tempfile.mkdtemp(prefix="cp-redis-")))
+    yield server.start()
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_template(pg_admin_dsn: str) -> Iterator[str]:
+    """A database migrated once per session; tests clone it (fast, isolated)."""
+    name = f"cp_tpl_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+
+    async def create() -> None:
+        admin = await asyncpg.connect(pg_admin_dsn)
+        try:
+            await admin.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await admin.close()
+        conn = await asyncpg.connect(_with_db(pg_admin_dsn, name))
+        try:
+            await dbmod.migrate(conn)
+        finally:
+            await conn.close()
+
+    async def drop() -> None:
+        admin = await asyncpg.connect(pg_admin_dsn)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+    asyncio.run(create())
+    yield name
+    asyncio.run(drop())
+
+
+@pytest.fixture
+async def db_dsn(pg_admin_dsn: str, pg_template: str) -> AsyncIterator[str]:
+    """A fresh, fully migrated database for this test."""
+    name = f"cp_t_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(pg_admin_dsn)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
+    finally:
+        await admin.close()
+    yield _with_db(pg_admin_dsn, name)
+    admin = await asyncpg.connect(pg_admin_dsn)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def empty_db_dsn(pg_admin_dsn: str) -> AsyncIterator[str]:
+    """A fresh database with no schema at all (for migration tests)."""
+    name = f"cp_e_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(pg_admin_dsn)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    yield _with_db(pg_admin_dsn, name)
+    admin = await asyncpg.connect(pg_admin_dsn)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def pool(db_dsn: str) -> AsyncIterator[asyncpg.Pool]:
+    p = await dbmod.create_pool(db_dsn, min_size=1, max_size=8)
+    yield p
+    await p.close()
+
+
+@pytest.fixture
+def keys() -> Keys:
+    return Keys(prefix=f"t{uuid.uuid4().hex[:10]}:")
+
+
+@pytest.fixture
+async def redis(redis_url_base: str, keys: Keys) -> AsyncIterator[aioredis.Redis]:
+    client = create_redis(redis_url_base)
+    yield client
+    try:
+        async for key in client.scan_iter(match=f"{keys.prefix}*", count=500):
+            await client.delete(key)
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path) -> Callable[..., Settings]:
+    """Build Settings from the shipped YAML with overrides: make_settings(bot={"interval_s": 1})."""
+    import yaml
+
+    def build(env: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        data = yaml.safe_load((ROOT / "config" / "coinpilot.yaml").read_text())
+        for key, value in overrides.items():
+            if isinstance(value, dict) and isinstance(data.get(key), dict):
+                data[key] = {**data[key], **value}
+            else:
+                data[key] = value
+        path = tmp_path / f"cfg-{uuid.uuid4().hex[:6]}.yaml"
+        path.write_text(yaml.safe_dump(data))
+        return load_config(path, environ=env or {})
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The shared real-candle directory; tests needing it skip where it is absent."""
+    path = Path(os.environ.get("COINPILOT_DATA_DIR", ROOT.parent / "shared" / "data"))
+    if not path.is_dir():
+        pytest.skip(f"real candle data not found at {path} (set COINPILOT_DATA_DIR)")
+    return path

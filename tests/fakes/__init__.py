@@ -1,0 +1,1 @@
+"""Local fakes that speak the real wire formats of Upbit, Anthropic, OpenAI and Discord."""
