@@ -21,8 +21,11 @@ HERE = Path(__file__).resolve().parent
 def _commit() -> str:
     try:
         return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-            check=True, cwd=HERE,
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=HERE,
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -52,8 +55,7 @@ def main(selected: list[str]) -> int:
         value = f["value"]
         shown = f"{value:,.1f}" if isinstance(value, float) else f"{value:,}"
         print(f"{f['figure']!s:<{width}}  {shown:>14}  {f['unit']!s:<12}  {f.get('target', '')}")
-    out = {"machine": machine.strip(), "date": stamp, "commit": commit,
-           "figures": figures}
+    out = {"machine": machine.strip(), "date": stamp, "commit": commit, "figures": figures}
     (HERE / "results.json").write_text(json.dumps(out, indent=2))
     print(f"\nwritten bench/results.json ({len(figures)} figures, commit {commit})")
     return 1 if failed else 0

@@ -80,7 +80,10 @@ async def resolve_urls(stack: contextlib.AsyncExitStack, settings: Settings) -> 
 
 
 async def open_deps(
-    stack: contextlib.AsyncExitStack, settings: Settings, *, clock: Clock | None = None,
+    stack: contextlib.AsyncExitStack,
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
     keys: Keys | None = None,
 ) -> Deps:
     dsn, redis_url = await resolve_urls(stack, settings)
@@ -99,7 +102,11 @@ async def open_deps(
     )
     stack.push_async_callback(http.close)
     return Deps(
-        settings=settings, pool=pool, redis=redis, http=http, clock=clock or SystemClock(),
+        settings=settings,
+        pool=pool,
+        redis=redis,
+        http=http,
+        clock=clock or SystemClock(),
         keys=keys or Keys(),
     )
 
@@ -162,8 +169,10 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
             )
             stack.push_async_callback(runner.cleanup)
             log.info(
-                "daemon_ready", http=f"{settings.app.http.host}:{port}",
-                symbols=list(settings.app.symbols), ai_mode=settings.ai_mode,
+                "daemon_ready",
+                http=f"{settings.app.http.host}:{port}",
+                symbols=list(settings.app.symbols),
+                ai_mode=settings.ai_mode,
                 services=[s.name for s in deps.services],
             )
             if settings.ai_mode == "off":
@@ -189,9 +198,7 @@ async def _run_services(deps: Deps, notifier: SdNotifier, stop: asyncio.Event) -
     pending: set[asyncio.Task[Any]] = set(tasks)
     failure: BaseException | None = None
     while not stop.is_set():
-        done, pending = await asyncio.wait(
-            pending | {stopper}, return_when=asyncio.FIRST_COMPLETED
-        )
+        done, pending = await asyncio.wait(pending | {stopper}, return_when=asyncio.FIRST_COMPLETED)
         pending.discard(stopper)
         for task in done - {stopper}:
             if not task.cancelled() and task.exception() is not None:

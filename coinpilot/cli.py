@@ -22,7 +22,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, object]]:
         modules[name] = module
         cmd = sub.add_parser(name, help=module.HELP, description=module.HELP)
         cmd.add_argument(
-            "--config", metavar="FILE", default=None,
+            "--config",
+            metavar="FILE",
+            default=None,
             help="YAML config (default: $COINPILOT_CONFIG, else config/coinpilot.yaml)",
         )
         module.add_arguments(cmd)

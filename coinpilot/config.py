@@ -395,9 +395,11 @@ def _describe(exc: ValidationError, prefix: str = "") -> str:
         if err["type"] == "extra_forbidden":
             msg = "unknown key (not allowed)"
         got = err.get("input")
-        shown = "" if err["type"] in ("extra_forbidden", "missing") or isinstance(
-            got, dict
-        ) else f" (got {got!r})"
+        shown = (
+            ""
+            if err["type"] in ("extra_forbidden", "missing") or isinstance(got, dict)
+            else f" (got {got!r})"
+        )
         lines.append(f"{where}: {msg}{shown}")
     return "; ".join(lines)
 
@@ -463,7 +465,7 @@ def redacted(settings: Settings) -> dict[str, Any]:
         if isinstance(getattr(settings.env, key), SecretStr):
             env[key] = "********"
         elif key == "discord_webhooks":
-            env[key] = {kind: "********" for kind in value}
+            env[key] = dict.fromkeys(value, "********")
     return {
         "source": settings.source,
         "ai_mode": settings.ai_mode,

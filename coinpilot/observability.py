@@ -70,105 +70,177 @@ class Metrics:
         PlatformCollector(registry=r)
         # Market data
         self.candles_stored = Counter(
-            "coinpilot_candles_stored_total", "Closed 1-minute candles upserted", ["symbol"],
-            registry=r)
+            "coinpilot_candles_stored_total",
+            "Closed 1-minute candles upserted",
+            ["symbol"],
+            registry=r,
+        )
         self.candles_rejected = Counter(
-            "coinpilot_candles_rejected_total", "Candles rejected at the edge", ["reason"],
-            registry=r)
+            "coinpilot_candles_rejected_total",
+            "Candles rejected at the edge",
+            ["reason"],
+            registry=r,
+        )
         self.upbit_requests = Counter(
-            "coinpilot_upbit_requests_total", "Upbit HTTP requests by outcome", ["outcome"],
-            registry=r)
+            "coinpilot_upbit_requests_total",
+            "Upbit HTTP requests by outcome",
+            ["outcome"],
+            registry=r,
+        )
         self.upbit_blocked = Gauge(
-            "coinpilot_upbit_blocked", "1 while Upbit has blocked us (HTTP 418)", registry=r)
+            "coinpilot_upbit_blocked", "1 while Upbit has blocked us (HTTP 418)", registry=r
+        )
         self.candle_age = Gauge(
-            "coinpilot_candle_age_seconds", "Age of the newest stored closed candle",
-            ["symbol"], registry=r)
+            "coinpilot_candle_age_seconds",
+            "Age of the newest stored closed candle",
+            ["symbol"],
+            registry=r,
+        )
         # Errors of every dependency, by kind
         self.dependency_errors = Counter(
-            "coinpilot_dependency_errors_total", "Errors talking to a dependency",
-            ["dependency", "kind"], registry=r)
+            "coinpilot_dependency_errors_total",
+            "Errors talking to a dependency",
+            ["dependency", "kind"],
+            registry=r,
+        )
         # Loops and jobs
         self.loop_duration = Histogram(
-            "coinpilot_loop_duration_seconds", "Duration of one service cycle", ["service"],
-            buckets=_LATENCY, registry=r)
+            "coinpilot_loop_duration_seconds",
+            "Duration of one service cycle",
+            ["service"],
+            buckets=_LATENCY,
+            registry=r,
+        )
         self.loop_last_success = Gauge(
-            "coinpilot_loop_last_success_timestamp_seconds", "Unix time of the last good cycle",
-            ["service"], registry=r)
+            "coinpilot_loop_last_success_timestamp_seconds",
+            "Unix time of the last good cycle",
+            ["service"],
+            registry=r,
+        )
         self.job_runs = Counter(
-            "coinpilot_job_runs_total", "Scheduled job runs", ["job", "outcome"], registry=r)
+            "coinpilot_job_runs_total", "Scheduled job runs", ["job", "outcome"], registry=r
+        )
         self.job_duration = Histogram(
-            "coinpilot_job_duration_seconds", "Scheduled job duration", ["job"],
-            buckets=(0.1, 0.5, 1, 5, 15, 60, 300), registry=r)
+            "coinpilot_job_duration_seconds",
+            "Scheduled job duration",
+            ["job"],
+            buckets=(0.1, 0.5, 1, 5, 15, 60, 300),
+            registry=r,
+        )
         self.db_query_duration = Histogram(
-            "coinpilot_db_query_duration_seconds", "Duration of the bot's candle query",
-            buckets=_LATENCY, registry=r)
+            "coinpilot_db_query_duration_seconds",
+            "Duration of the bot's candle query",
+            buckets=_LATENCY,
+            registry=r,
+        )
         # Trading
         self.entry_decisions = Counter(
-            "coinpilot_entry_decisions_total", "Per-symbol cycle outcomes by reason code",
-            ["reason"], registry=r)
-        self.trades = Counter(
-            "coinpilot_trades_total", "Paper fills", ["side"], registry=r)
+            "coinpilot_entry_decisions_total",
+            "Per-symbol cycle outcomes by reason code",
+            ["reason"],
+            registry=r,
+        )
+        self.trades = Counter("coinpilot_trades_total", "Paper fills", ["side"], registry=r)
         self.exits = Counter(
-            "coinpilot_exits_total", "Position exits by reason", ["reason"], registry=r)
+            "coinpilot_exits_total", "Position exits by reason", ["reason"], registry=r
+        )
         self.symbol_errors = Counter(
-            "coinpilot_symbol_errors_total", "Unexpected errors while processing a symbol",
-            ["symbol"], registry=r)
+            "coinpilot_symbol_errors_total",
+            "Unexpected errors while processing a symbol",
+            ["symbol"],
+            registry=r,
+        )
         self.risk_rejections = Counter(
-            "coinpilot_risk_rejections_total", "Entries refused by the risk manager",
-            ["reason"], registry=r)
-        self.equity = Gauge("coinpilot_equity_krw", "Cash plus marked open positions",
-                            registry=r)
+            "coinpilot_risk_rejections_total",
+            "Entries refused by the risk manager",
+            ["reason"],
+            registry=r,
+        )
+        self.equity = Gauge("coinpilot_equity_krw", "Cash plus marked open positions", registry=r)
         self.cash = Gauge("coinpilot_cash_krw", "Paper cash balance", registry=r)
-        self.exposure = Gauge("coinpilot_exposure_krw", "Marked value of open positions",
-                              registry=r)
+        self.exposure = Gauge(
+            "coinpilot_exposure_krw", "Marked value of open positions", registry=r
+        )
         self.open_positions = Gauge("coinpilot_open_positions", "Open positions", registry=r)
         self.daily_pnl = Gauge(
-            "coinpilot_daily_pnl_krw", "Today's PnL (realized + unrealized, after fees)",
-            registry=r)
+            "coinpilot_daily_pnl_krw", "Today's PnL (realized + unrealized, after fees)", registry=r
+        )
         self.trading_halted = Gauge(
-            "coinpilot_trading_halted", "1 while today's trading is halted", registry=r)
+            "coinpilot_trading_halted", "1 while today's trading is halted", registry=r
+        )
         self.ledger_violation = Gauge(
-            "coinpilot_ledger_invariant_violation", "1 when the ledger invariant fails",
-            registry=r)
+            "coinpilot_ledger_invariant_violation", "1 when the ledger invariant fails", registry=r
+        )
         # AI
         self.ai_requests = Counter(
-            "coinpilot_ai_requests_total", "AI pipeline runs that called the model", registry=r)
+            "coinpilot_ai_requests_total", "AI pipeline runs that called the model", registry=r
+        )
         self.ai_decisions = Counter(
-            "coinpilot_ai_decisions_total", "AI verdicts by outcome and reason",
-            ["outcome", "reason"], registry=r)
+            "coinpilot_ai_decisions_total",
+            "AI verdicts by outcome and reason",
+            ["outcome", "reason"],
+            registry=r,
+        )
         self.ai_prefilter_skips = Counter(
-            "coinpilot_ai_prefilter_skips_total", "Entries skipped by the AI pre-filter",
-            ["reason"], registry=r)
+            "coinpilot_ai_prefilter_skips_total",
+            "Entries skipped by the AI pre-filter",
+            ["reason"],
+            registry=r,
+        )
         self.ai_guardrail_blocks = Counter(
-            "coinpilot_ai_guardrail_blocks_total", "Entries blocked by AI guardrails",
-            ["reason"], registry=r)
+            "coinpilot_ai_guardrail_blocks_total",
+            "Entries blocked by AI guardrails",
+            ["reason"],
+            registry=r,
+        )
         self.ai_latency = Histogram(
-            "coinpilot_ai_latency_seconds", "Latency of one AI pipeline run",
-            buckets=(0.5, 1, 2, 5, 10, 20, 30, 40, 60), registry=r)
+            "coinpilot_ai_latency_seconds",
+            "Latency of one AI pipeline run",
+            buckets=(0.5, 1, 2, 5, 10, 20, 30, 40, 60),
+            registry=r,
+        )
         self.ai_tokens = Counter(
-            "coinpilot_ai_tokens_total", "LLM tokens", ["direction"], registry=r)
+            "coinpilot_ai_tokens_total", "LLM tokens", ["direction"], registry=r
+        )
         self.ai_cost = Counter("coinpilot_ai_cost_usd_total", "Estimated LLM cost", registry=r)
         self.ai_context_candles = Histogram(
-            "coinpilot_ai_context_candles", "Hourly candles in the AI context",
-            buckets=(0, 4, 8, 12, 16, 20, 24, 30), registry=r)
+            "coinpilot_ai_context_candles",
+            "Hourly candles in the AI context",
+            buckets=(0, 4, 8, 12, 16, 20, 24, 30),
+            registry=r,
+        )
         self.ai_global_block = Gauge(
-            "coinpilot_ai_global_block", "1 while the AI is globally blocked", registry=r)
+            "coinpilot_ai_global_block", "1 while the AI is globally blocked", registry=r
+        )
         # Jobs' outputs
         self.volatility = Gauge(
-            "coinpilot_volatility_pct", "GARCH one-step std of 1-minute % returns",
-            ["symbol"], registry=r)
+            "coinpilot_volatility_pct",
+            "GARCH one-step std of 1-minute % returns",
+            ["symbol"],
+            registry=r,
+        )
         self.high_volatility = Gauge(
-            "coinpilot_high_volatility", "1 when volatility is above the threshold",
-            ["symbol"], registry=r)
+            "coinpilot_high_volatility",
+            "1 when volatility is above the threshold",
+            ["symbol"],
+            registry=r,
+        )
         self.regime = Gauge(
-            "coinpilot_regime", "1 for the symbol's current regime", ["symbol", "regime"],
-            registry=r)
+            "coinpilot_regime",
+            "1 for the symbol's current regime",
+            ["symbol", "regime"],
+            registry=r,
+        )
         # Notifications
         self.notifications = Counter(
-            "coinpilot_notifications_total", "Notification deliveries", ["kind", "outcome"],
-            registry=r)
+            "coinpilot_notifications_total",
+            "Notification deliveries",
+            ["kind", "outcome"],
+            registry=r,
+        )
         self.outbox_backlog = Gauge(
-            "coinpilot_outbox_backlog", "Notifications waiting to be sent", registry=r)
+            "coinpilot_outbox_backlog", "Notifications waiting to be sent", registry=r
+        )
 
     def dependency_error(self, dependency: str, kind: str) -> None:
         self.dependency_errors.labels(dependency=dependency, kind=kind).inc()

@@ -70,7 +70,10 @@ class Keys:
 def create_redis(url: str) -> aioredis.Redis:
     """A client with short timeouts: a dead Redis must cost a cycle little time."""
     return aioredis.Redis.from_url(
-        url, decode_responses=True, socket_timeout=2.0, socket_connect_timeout=2.0,
+        url,
+        decode_responses=True,
+        socket_timeout=2.0,
+        socket_connect_timeout=2.0,
         health_check_interval=15,
     )
 

@@ -25,7 +25,9 @@ _REQUIRES = re.compile(r"^--\s*requires-extension:\s*(\w+)", re.MULTILINE)
 async def _init_connection(conn: asyncpg.Connection) -> None:
     for typ in ("json", "jsonb"):
         await conn.set_type_codec(
-            typ, encoder=lambda v: json.dumps(v, default=str), decoder=json.loads,
+            typ,
+            encoder=lambda v: json.dumps(v, default=str),
+            decoder=json.loads,
             schema="pg_catalog",
         )
 
@@ -34,7 +36,10 @@ async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asy
     """A pool whose connections decode json/jsonb to Python objects."""
     try:
         pool = await asyncpg.create_pool(
-            dsn, min_size=min_size, max_size=max_size, init=_init_connection,
+            dsn,
+            min_size=min_size,
+            max_size=max_size,
+            init=_init_connection,
             command_timeout=60,
         )
     except (OSError, asyncpg.PostgresError) as exc:
@@ -94,7 +99,8 @@ async def migrate(conn: asyncpg.Connection, sql_dir: Path = SQL_DIR) -> list[str
                     await conn.execute(mig.sql)
                 await conn.execute(
                     "INSERT INTO schema_migrations (version, skipped) VALUES ($1, $2)",
-                    mig.version, skip,
+                    mig.version,
+                    skip,
                 )
             log.info("migration_applied", version=mig.version, skipped=skip)
             applied.append(mig.version)

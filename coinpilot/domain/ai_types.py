@@ -17,18 +17,18 @@ from typing import Any, Protocol
 class EntryCandidate:
     symbol: str
     regime: str
-    candle_ts: datetime          # start of the closed candle the rules passed on
-    price: float                 # its close
+    candle_ts: datetime  # start of the closed candle the rules passed on
+    price: float  # its close
     indicators: Mapping[str, Any]
     entry_config: Mapping[str, Any]
-    order_krw: float             # the sized order the AI is asked about
+    order_krw: float  # the sized order the AI is asked about
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class AiVerdict:
     approved: bool
-    reason_code: str             # "approved", "ai_off", "analyst_reject", "timeout", ...
+    reason_code: str  # "approved", "ai_off", "analyst_reject", "timeout", ...
     reasoning: str = ""
     decision_id: int | None = None
 

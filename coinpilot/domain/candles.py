@@ -41,8 +41,13 @@ class Candles:
 
     def slice(self, start: int, stop: int) -> Candles:
         return Candles(
-            self.symbol, self.ts[start:stop], self.open[start:stop], self.high[start:stop],
-            self.low[start:stop], self.close[start:stop], self.volume[start:stop],
+            self.symbol,
+            self.ts[start:stop],
+            self.open[start:stop],
+            self.high[start:stop],
+            self.low[start:stop],
+            self.close[start:stop],
+            self.volume[start:stop],
         )
 
     def upto(self, ts_inclusive: int) -> Candles:
@@ -60,10 +65,18 @@ class Candles:
         return cls(symbol, np.empty(0, dtype=np.int64), f, f, f, f, f)
 
     @classmethod
-    def from_rows(cls, symbol: str, rows: list[tuple[int, float, float, float, float, float]]
-                  ) -> Candles:
+    def from_rows(
+        cls, symbol: str, rows: list[tuple[int, float, float, float, float, float]]
+    ) -> Candles:
         if not rows:
             return cls.empty(symbol)
         arr = np.asarray(rows, dtype=np.float64)
-        return cls(symbol, arr[:, 0].astype(np.int64), arr[:, 1].copy(), arr[:, 2].copy(),
-                   arr[:, 3].copy(), arr[:, 4].copy(), arr[:, 5].copy())
+        return cls(
+            symbol,
+            arr[:, 0].astype(np.int64),
+            arr[:, 1].copy(),
+            arr[:, 2].copy(),
+            arr[:, 3].copy(),
+            arr[:, 4].copy(),
+            arr[:, 5].copy(),
+        )

@@ -24,7 +24,12 @@ class PeriodicService:
     name = "service"
 
     def __init__(
-        self, *, clock: Clock, health: Health, metrics: Metrics, interval_s: float,
+        self,
+        *,
+        clock: Clock,
+        health: Health,
+        metrics: Metrics,
+        interval_s: float,
         offset_s: float = 0.0,
     ) -> None:
         self.clock = clock
@@ -64,11 +69,13 @@ class PeriodicService:
             return False
         finally:
             self.metrics.loop_duration.labels(service=self.name).observe(
-                time.perf_counter() - started)
+                time.perf_counter() - started
+            )
         self.state.last_success = self.clock.now()
         self.state.last_error = None
         self.metrics.loop_last_success.labels(service=self.name).set(
-            self.state.last_success.timestamp())
+            self.state.last_success.timestamp()
+        )
         return True
 
     async def run(self, stop: asyncio.Event) -> None:
