@@ -2,7 +2,7 @@
 
 Rules this module keeps:
 - every model is frozen and forbids unknown keys, so a typo in the YAML stops start-up;
-- a bad value raises ``ConfigError`` whose message names the field path (``regimes.BULL.entry.rsi_14_max``);
+- a bad value raises ``ConfigError`` naming the field path (``regimes.BULL.entry.rsi_14_max``);
 - secrets are ``SecretStr`` and never appear in ``repr``, logs or ``check-config`` output;
 - money is ``Decimal``; strategy thresholds are floats because the indicators are floats.
 """

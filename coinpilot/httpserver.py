@@ -30,11 +30,11 @@ async def health_report(deps: Deps) -> tuple[int, dict[str, Any]]:
         state = deps.health.service(svc.name)
         if not state.running:
             stopped.append(svc.name)
-        elif state.last_success is None or now - state.last_success > timedelta(
-            seconds=svc.max_silence_s
+        elif state.last_cycle is not None and (
+            state.last_success is None
+            or now - state.last_success > timedelta(seconds=svc.max_silence_s)
         ):
-            if state.last_cycle is not None:
-                problems.append(f"{svc.name}: no successful cycle recently")
+            problems.append(f"{svc.name}: no successful cycle recently")
         if state.degraded_reason:
             problems.append(f"{svc.name}: {state.degraded_reason}")
     if not redis_ok:
