@@ -7,3 +7,9 @@ to plug a service into the daemon.
 """
 
 from coinpilot.app import HTTP_INSTALLERS, SERVICE_FACTORIES  # noqa: F401
+
+# Scheduled jobs (regime, volatility, daily report) and the Discord outbox sender.
+from coinpilot.services.scheduler import outbox_sender_factory, scheduler_factory
+
+SERVICE_FACTORIES.append(outbox_sender_factory)
+SERVICE_FACTORIES.append(scheduler_factory)

@@ -5,4 +5,6 @@ COMMAND_MODULES: dict[str, str] = {
     "run": "coinpilot.commands.run",
     "migrate": "coinpilot.commands.migrate",
     "check-config": "coinpilot.commands.check_config",
+    "job": "coinpilot.commands.job",
+    "report": "coinpilot.commands.report",
 }

@@ -1,0 +1,104 @@
+"""Volatility job: a GARCH(1,1) fit per symbol on its last closed 1-minute candles.
+
+The fit is CPU work (tens of milliseconds to seconds), so it runs in a worker thread and
+the event loop keeps serving /health, the bot and the collector meanwhile. A symbol with
+fewer than ``volatility.min_candles`` candles is skipped and keeps its previous state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+import numpy as np
+import structlog
+
+from coinpilot.adapters.cache import REDIS_ERRORS
+from coinpilot.domain.volatility import VolatilityEstimate, estimate_volatility
+from coinpilot.services.jobs import JobContext, PartialFailure
+
+log = structlog.get_logger(__name__)
+
+Estimator = Callable[..., VolatilityEstimate]
+
+LAST_CLOSED_SQL = """
+SELECT close_price FROM market_data
+WHERE symbol = $1 AND interval = '1m' AND ts <= $2
+ORDER BY ts DESC LIMIT $3
+"""
+
+
+async def last_closes(ctx: JobContext, symbol: str, now: datetime) -> np.ndarray:
+    """Closes of the newest closed minutes, oldest first."""
+    limit = ctx.settings.app.volatility.lookback_candles
+    rows = await ctx.pool.fetch(LAST_CLOSED_SQL, symbol, now - timedelta(minutes=1), limit)
+    return np.array([float(r["close_price"]) for r in reversed(rows)], dtype=np.float64)
+
+
+def state_json(est: VolatilityEstimate, now: datetime) -> str:
+    return json.dumps(
+        {
+            "volatility_pct": est.volatility_pct,
+            "is_high": est.is_high,
+            "computed_at": now.isoformat(),
+        }
+    )
+
+
+async def update_symbol(
+    ctx: JobContext, symbol: str, now: datetime, estimator: Estimator
+) -> VolatilityEstimate | None:
+    cfg = ctx.settings.app.volatility
+    closes = await last_closes(ctx, symbol, now)
+    if len(closes) < cfg.min_candles:
+        log.info("volatility_skipped", symbol=symbol, candles=len(closes), needed=cfg.min_candles)
+        return None
+    est = await asyncio.to_thread(
+        estimator, closes, threshold_pct=cfg.threshold_pct, min_returns=cfg.min_returns
+    )
+    if est.status == "fit_failed":
+        ctx.metrics.dependency_error("garch", "fit_failed")
+        log.warning("volatility_fit_failed", symbol=symbol, returns=est.returns)
+    await ctx.redis.set(ctx.keys.volatility(symbol), state_json(est, now))
+    ctx.metrics.volatility.labels(symbol=symbol).set(est.volatility_pct)
+    ctx.metrics.high_volatility.labels(symbol=symbol).set(1 if est.is_high else 0)
+    log.info(
+        "volatility_updated",
+        symbol=symbol,
+        volatility_pct=round(est.volatility_pct, 6),
+        is_high=est.is_high,
+        status=est.status,
+    )
+    return est
+
+
+async def run_volatility_job(
+    ctx: JobContext, now: datetime, estimator: Estimator = estimate_volatility
+) -> str:
+    done: list[str] = []
+    failed: list[str] = []
+    for symbol in ctx.settings.app.symbols:
+        try:
+            est = await update_symbol(ctx, symbol, now, estimator)
+            done.append(f"{symbol}=" + ("skipped" if est is None else f"{est.volatility_pct:.4f}%"))
+        except Exception as exc:  # one symbol's failure must not stop the others
+            failed.append(symbol)
+            if isinstance(exc, REDIS_ERRORS):
+                ctx.metrics.dependency_error("redis", type(exc).__name__)
+            ctx.metrics.symbol_errors.labels(symbol=symbol).inc()
+            log.exception("volatility_symbol_failed", symbol=symbol, error=type(exc).__name__)
+    detail = " ".join(done)
+    if failed:
+        raise PartialFailure(f"{detail} failed: {' '.join(failed)}".strip())
+    return detail
+
+
+async def missing_state(ctx: JobContext) -> bool:
+    """True when some symbol has no published volatility (run the job at start-up)."""
+    try:
+        values = await ctx.redis.mget([ctx.keys.volatility(s) for s in ctx.settings.app.symbols])
+    except REDIS_ERRORS:
+        return True
+    return any(v is None for v in values)

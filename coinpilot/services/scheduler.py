@@ -1,0 +1,232 @@
+"""APScheduler inside the daemon: regime hourly, volatility daily, the report at 22:00 KST.
+
+Every job has an explicit time zone, ``max_instances=1`` (a slow run is never doubled),
+``coalesce=True`` (missed runs collapse into one) and the misfire grace from
+``schedules`` (a run late by more than that is skipped, not run stale). The regime job also
+runs at start-up, and the volatility job too when some symbol has no published state.
+Each run is recorded in job_runs and in coinpilot_job_runs_total / _duration_seconds;
+a failed run is logged, notified ('system') and survived.
+
+To /health the scheduler is one service whose heartbeat proves its loop is alive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
+
+from coinpilot.clock import Clock
+from coinpilot.observability import Health, Metrics
+from coinpilot.services.jobs import JobContext, PartialFailure
+from coinpilot.services.jobs.regime import run_regime_job
+from coinpilot.services.jobs.report import run_report_job
+from coinpilot.services.jobs.volatility import missing_state, run_volatility_job
+from coinpilot.services.outbox_sender import notify_system
+
+if TYPE_CHECKING:
+    from coinpilot.app import Deps
+
+log = structlog.get_logger(__name__)
+
+JobFn = Callable[[JobContext, datetime], Awaitable[str]]
+JOBS: dict[str, JobFn] = {
+    "regime": run_regime_job,
+    "volatility": run_volatility_job,
+    "report": run_report_job,
+}
+
+
+async def _save_run(
+    ctx: JobContext,
+    name: str,
+    started: datetime,
+    finished: datetime | None,
+    status: str,
+    detail: str | None,
+) -> None:
+    try:
+        await ctx.pool.execute(
+            "INSERT INTO job_runs (job, started_at, finished_at, status, detail) "
+            "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (job) DO UPDATE SET "
+            "started_at = EXCLUDED.started_at, finished_at = EXCLUDED.finished_at, "
+            "status = EXCLUDED.status, detail = EXCLUDED.detail",
+            name,
+            started,
+            finished,
+            status,
+            detail[:2000] if detail else None,
+        )
+    except Exception as exc:  # bookkeeping must never hide the job's own outcome
+        ctx.metrics.dependency_error("postgres", type(exc).__name__)
+        log.warning("job_run_not_recorded", job=name, error=type(exc).__name__)
+
+
+async def run_recorded(ctx: JobContext, name: str, fn: JobFn, clock: Clock) -> str:
+    """Run one job, record it, and return its status: ok | partial | failed."""
+    started = clock.now()
+    t0 = time.perf_counter()
+    await _save_run(ctx, name, started, None, "running", None)
+    try:
+        detail, status = await fn(ctx, started), "ok"
+    except PartialFailure as exc:
+        detail, status = str(exc), "partial"
+    except Exception as exc:  # a failed run is recorded and survived; the next one retries
+        detail, status = f"{type(exc).__name__}: {exc}", "failed"
+        log.exception("job_failed", job=name)
+    elapsed = time.perf_counter() - t0
+    ctx.metrics.job_runs.labels(job=name, outcome=status).inc()
+    ctx.metrics.job_duration.labels(job=name).observe(elapsed)
+    await _save_run(ctx, name, started, clock.now(), status, detail)
+    log.info(
+        "job_finished", job=name, status=status, duration_s=round(elapsed, 3), detail=detail[:300]
+    )
+    if status != "ok":
+        with contextlib.suppress(Exception):
+            await notify_system(
+                ctx.pool,
+                "job-error",
+                f"Job {name} {status}: {detail}"[:1500],
+                level="ERROR",
+                job=name,
+            )
+    return status
+
+
+def _hhmm(value: str) -> tuple[int, int]:
+    hh, mm = value.split(":")
+    return int(hh), int(mm)
+
+
+class JobScheduler:
+    name = "scheduler"
+    heartbeat_s = 30.0
+
+    def __init__(
+        self,
+        ctx: JobContext,
+        *,
+        clock: Clock,
+        health: Health,
+        metrics: Metrics,
+        jobs: dict[str, JobFn] | None = None,
+    ) -> None:
+        self.ctx = ctx
+        self.clock = clock
+        self.metrics = metrics
+        self.jobs = dict(jobs or JOBS)
+        self.state = health.service(self.name)
+        self.scheduler: AsyncIOScheduler | None = None
+
+    @property
+    def max_silence_s(self) -> float:
+        return max(6 * self.heartbeat_s, 180.0)
+
+    def triggers(self) -> dict[str, tuple[CronTrigger, int]]:
+        """Each job's trigger and misfire grace (seconds)."""
+        sch = self.ctx.settings.app.schedules
+        vh, vm = _hhmm(sch.volatility_time_utc)
+        rh, rm = _hhmm(sch.report_time_local)
+        return {
+            "regime": (
+                CronTrigger(minute=sch.regime_minute, timezone=UTC),
+                sch.regime_misfire_grace_s,
+            ),
+            "volatility": (
+                CronTrigger(hour=vh, minute=vm, timezone=UTC),
+                sch.volatility_misfire_grace_s,
+            ),
+            "report": (
+                CronTrigger(hour=rh, minute=rm, timezone=self.ctx.settings.app.tz),
+                sch.report_misfire_grace_s,
+            ),
+        }
+
+    async def fire(self, name: str) -> str:
+        return await run_recorded(self.ctx, name, self.jobs[name], self.clock)
+
+    async def build(self) -> AsyncIOScheduler:
+        scheduler = AsyncIOScheduler(timezone=UTC)
+        run_now = {"regime"}
+        if await missing_state(self.ctx):
+            run_now.add("volatility")
+        for name, (trigger, grace) in self.triggers().items():
+            if name not in self.jobs:
+                continue
+            extra: dict[str, Any] = {}
+            if name in run_now:
+                extra["next_run_time"] = datetime.now(UTC)
+            scheduler.add_job(
+                self.fire,
+                trigger,
+                args=[name],
+                id=name,
+                name=name,
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=grace,
+                replace_existing=True,
+                **extra,
+            )
+        return scheduler
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self.state.running = True
+        try:
+            self.scheduler = await self.build()
+            self.scheduler.start()
+            log.info(
+                "scheduler_started",
+                jobs=[
+                    {"id": j.id, "next": j.next_run_time.isoformat() if j.next_run_time else None}
+                    for j in self.scheduler.get_jobs()
+                ],
+            )
+            while not stop.is_set():
+                self.state.last_cycle = self.state.last_success = self.clock.now()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=self.heartbeat_s)
+        finally:
+            if self.scheduler is not None and self.scheduler.running:
+                self.scheduler.shutdown(wait=False)
+            self.state.running = False
+
+
+def job_context(deps: Deps) -> JobContext:
+    return JobContext(
+        settings=deps.settings,
+        pool=deps.pool,
+        redis=deps.redis,
+        keys=deps.keys,
+        metrics=deps.metrics,
+        http=deps.http,
+        extras=deps.extras,
+    )
+
+
+def scheduler_factory(deps: Deps) -> list[Any]:
+    return [
+        JobScheduler(job_context(deps), clock=deps.clock, health=deps.health, metrics=deps.metrics)
+    ]
+
+
+def outbox_sender_factory(deps: Deps) -> list[Any]:
+    from coinpilot.services.outbox_sender import OutboxSender
+
+    return [
+        OutboxSender(
+            settings=deps.settings,
+            pool=deps.pool,
+            http=deps.http,
+            clock=deps.clock,
+            health=deps.health,
+            metrics=deps.metrics,
+        )
+    ]
