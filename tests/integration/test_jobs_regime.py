@@ -1,0 +1,148 @@
+"""The regime job over real candles in PostgreSQL, publishing to Redis."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+import pytest
+import redis.asyncio as aioredis
+
+from coinpilot.adapters.cache import Keys
+from coinpilot.config import Settings
+from coinpilot.observability import Metrics
+from coinpilot.services.jobs import JobContext, PartialFailure
+from coinpilot.services.jobs.regime import run_regime_job
+from tests.integration.jobdata import load_csv
+
+BTC_FEB_2024 = "binance_BTCUSDT_1m_2024-02-01_2024-02-29.csv"
+AVAX_FEB_2025 = "binance_AVAXUSDT_1m_2025-02-01_2025-02-28.csv"
+TEN_DAYS = 10 * 24 * 60
+
+
+def context(
+    settings: Settings, pool: asyncpg.Pool, redis: aioredis.Redis, keys: Keys
+) -> JobContext:
+    return JobContext(settings=settings, pool=pool, redis=redis, keys=keys, metrics=Metrics())
+
+
+async def history(pool: asyncpg.Pool) -> list[asyncpg.Record]:
+    return await pool.fetch("SELECT * FROM regime_history ORDER BY id")
+
+
+async def test_btc_february_2024_ends_bull(
+    pool: asyncpg.Pool,
+    redis: aioredis.Redis,
+    keys: Keys,
+    data_dir: Path,
+    make_settings: Callable[..., Settings],
+) -> None:
+    """A month of rising BTC ends BULL in Redis (with TTL), regime_history and the gauge."""
+    last = await load_csv(pool, data_dir / BTC_FEB_2024, "KRW-BTC")
+    ctx = context(make_settings(symbols=["KRW-BTC"]), pool, redis, keys)
+    await run_regime_job(ctx, last + timedelta(minutes=1, seconds=5))
+    assert await redis.get(keys.regime("KRW-BTC")) == "BULL"
+    assert 7000 < await redis.ttl(keys.regime("KRW-BTC")) <= 7200
+    (row,) = await history(pool)
+    assert (row["symbol"], row["regime"], row["hourly_candles"]) == ("KRW-BTC", "BULL", 400)
+    assert row["ma_fast"] > row["ma_slow"]
+    assert row["diff_pct"] == round((row["ma_fast"] - row["ma_slow"]) / row["ma_slow"] * 100, 4)
+    gauge = ctx.metrics.regime.labels(symbol="KRW-BTC", regime="BULL")._value.get()
+    assert gauge == 1
+
+
+async def test_avax_february_2025_ends_bear(
+    pool: asyncpg.Pool,
+    redis: aioredis.Redis,
+    keys: Keys,
+    data_dir: Path,
+    make_settings: Callable[..., Settings],
+) -> None:
+    """A month of falling AVAX ends BEAR with a history row."""
+    last = await load_csv(pool, data_dir / AVAX_FEB_2025, "KRW-AVAX")
+    ctx = context(make_settings(symbols=["KRW-AVAX"]), pool, redis, keys)
+    await run_regime_job(ctx, last + timedelta(minutes=1))
+    assert await redis.get(keys.regime("KRW-AVAX")) == "BEAR"
+    assert [(r["symbol"], r["regime"]) for r in await history(pool)] == [("KRW-AVAX", "BEAR")]
+
+
+async def test_still_forming_hour_is_ignored(
+    pool: asyncpg.Pool,
+    redis: aioredis.Redis,
+    keys: Keys,
+    data_dir: Path,
+    make_settings: Callable[..., Settings],
+) -> None:
+    """Minutes of the current hour never enter the hourly closes."""
+    last = await load_csv(pool, data_dir / BTC_FEB_2024, "KRW-BTC", last=TEN_DAYS)
+    ctx = context(make_settings(symbols=["KRW-BTC"]), pool, redis, keys)
+    await run_regime_job(ctx, last - timedelta(minutes=29))  # 23:30, the 23:00 hour is open
+    (row,) = await history(pool)
+    assert row["hourly_candles"] == 239
+
+
+async def test_short_history_is_unknown_and_isolated(
+    pool: asyncpg.Pool,
+    redis: aioredis.Redis,
+    keys: Keys,
+    data_dir: Path,
+    make_settings: Callable[..., Settings],
+) -> None:
+    """A symbol with under 200 closed hours is UNKNOWN without a row; the other still runs."""
+    last = await load_csv(pool, data_dir / BTC_FEB_2024, "KRW-BTC", last=TEN_DAYS)
+    await load_csv(pool, data_dir / BTC_FEB_2024, "KRW-ETH", last=24 * 60)
+    ctx = context(make_settings(symbols=["KRW-ETH", "KRW-BTC"]), pool, redis, keys)
+    await run_regime_job(ctx, last + timedelta(minutes=2))
+    assert await redis.get(keys.regime("KRW-ETH")) == "UNKNOWN"
+    assert await redis.ttl(keys.regime("KRW-ETH")) > 0
+    assert await redis.get(keys.regime("KRW-BTC")) == "BULL"
+    assert [r["symbol"] for r in await history(pool)] == ["KRW-BTC"]
+
+
+async def test_one_symbol_failing_does_not_affect_another(
+    pool: asyncpg.Pool,
+    redis: aioredis.Redis,
+    keys: Keys,
+    data_dir: Path,
+    make_settings: Callable[..., Settings],
+) -> None:
+    """A database error while recording one symbol leaves the other symbol's row in place."""
+    last = await load_csv(pool, data_dir / BTC_FEB_2024, "KRW-BTC", last=TEN_DAYS)
+    await load_csv(pool, data_dir / BTC_FEB_2024, "KRW-XRP", last=TEN_DAYS)
+    await pool.execute("""
+        CREATE FUNCTION refuse_xrp() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN IF NEW.symbol = 'KRW-XRP' THEN RAISE EXCEPTION 'disk full'; END IF;
+        RETURN NEW; END $$;
+        CREATE TRIGGER refuse_xrp BEFORE INSERT ON regime_history
+        FOR EACH ROW EXECUTE FUNCTION refuse_xrp();""")
+    ctx = context(make_settings(symbols=["KRW-XRP", "KRW-BTC"]), pool, redis, keys)
+    with pytest.raises(PartialFailure, match="KRW-XRP"):
+        await run_regime_job(ctx, last + timedelta(minutes=2))
+    assert [r["symbol"] for r in await history(pool)] == ["KRW-BTC"]
+    assert ctx.metrics.symbol_errors.labels(symbol="KRW-XRP")._value.get() == 1
+
+
+async def test_change_is_notified_once(
+    pool: asyncpg.Pool,
+    redis: aioredis.Redis,
+    keys: Keys,
+    data_dir: Path,
+    make_settings: Callable[..., Settings],
+) -> None:
+    """A regime differing from the last recorded one queues one regime-change row."""
+    last = await load_csv(pool, data_dir / BTC_FEB_2024, "KRW-BTC", last=TEN_DAYS)
+    await pool.execute(
+        "INSERT INTO regime_history (symbol, regime, hourly_candles, detected_at) "
+        "VALUES ('KRW-BTC', 'SIDEWAYS', 200, $1)",
+        datetime(2024, 2, 20, tzinfo=UTC),
+    )
+    ctx = context(make_settings(symbols=["KRW-BTC"]), pool, redis, keys)
+    now = last + timedelta(minutes=2)
+    await run_regime_job(ctx, now)
+    await run_regime_job(ctx, now + timedelta(hours=1))
+    rows = await pool.fetch("SELECT kind, payload FROM outbox")
+    assert [(r["kind"], r["payload"]["previous"], r["payload"]["regime"]) for r in rows] == [
+        ("regime-change", "SIDEWAYS", "BULL")
+    ]
