@@ -1,0 +1,160 @@
+"""The in-daemon scheduler: triggers, start-up runs, job_runs bookkeeping, failures."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import aiohttp
+import asyncpg
+import pytest
+import redis.asyncio as aioredis
+
+from coinpilot.adapters.cache import Keys
+from coinpilot.app import Deps, build_services
+from coinpilot.clock import SystemClock
+from coinpilot.config import Settings
+from coinpilot.observability import Health, Metrics
+from coinpilot.services.jobs import JobContext, PartialFailure
+from coinpilot.services.scheduler import JobFn, JobScheduler, run_recorded
+
+
+def context(
+    settings: Settings, pool: asyncpg.Pool, redis: aioredis.Redis, keys: Keys
+) -> JobContext:
+    return JobContext(settings=settings, pool=pool, redis=redis, keys=keys, metrics=Metrics())
+
+
+def recorder(calls: list[str], name: str, fired: asyncio.Event | None = None) -> JobFn:
+    async def job(ctx: JobContext, now: datetime) -> str:
+        calls.append(name)
+        if fired is not None:
+            fired.set()
+        return f"{name} done"
+
+    return job
+
+
+async def test_triggers_have_explicit_zones_and_guards(
+    pool: asyncpg.Pool,
+    redis: aioredis.Redis,
+    keys: Keys,
+    make_settings: Callable[..., Settings],
+) -> None:
+    """Regime at :01 UTC, volatility 00:05 UTC, report 22:00 KST; one instance, coalesced."""
+    ctx = context(make_settings(), pool, redis, keys)
+    sched = JobScheduler(ctx, clock=SystemClock(), health=Health(), metrics=ctx.metrics)
+    scheduler = await sched.build()
+    base = datetime(2026, 3, 2, 10, 30, tzinfo=UTC)
+    expected = {
+        "regime": (datetime(2026, 3, 2, 11, 1, tzinfo=UTC), "UTC", 300),
+        "volatility": (datetime(2026, 3, 3, 0, 5, tzinfo=UTC), "UTC", 3600),
+        "report": (datetime(2026, 3, 2, 13, 0, tzinfo=UTC), "Asia/Seoul", 7200),
+    }
+    for name, (next_fire, zone, grace) in expected.items():
+        job = scheduler.get_job(name)
+        assert job.trigger.get_next_fire_time(None, base) == next_fire
+        assert str(job.trigger.timezone) == zone
+        assert (job.max_instances, job.coalesce, job.misfire_grace_time) == (1, True, grace)
+
+
+async def test_start_runs_regime_and_missing_volatility_then_stops(
+    pool: asyncpg.Pool,
+    redis: aioredis.Redis,
+    keys: Keys,
+    make_settings: Callable[..., Settings],
+) -> None:
+    """At start the regime job and (state missing) the volatility job run and are recorded."""
+    ctx = context(make_settings(symbols=["KRW-BTC"]), pool, redis, keys)
+    calls: list[str] = []
+    fired = {"regime": asyncio.Event(), "volatility": asyncio.Event()}
+    jobs = {
+        name: recorder(calls, name, fired.get(name)) for name in ("regime", "volatility", "report")
+    }
+    health = Health()
+    sched = JobScheduler(ctx, clock=SystemClock(), health=health, metrics=ctx.metrics, jobs=jobs)
+    stop = asyncio.Event()
+    task = asyncio.create_task(sched.run(stop))
+    await asyncio.wait_for(asyncio.gather(*(e.wait() for e in fired.values())), timeout=20)
+    assert health.services["scheduler"].running
+    assert health.services["scheduler"].last_success is not None
+    stop.set()
+    await asyncio.wait_for(task, timeout=10)
+    assert sorted(calls) == ["regime", "volatility"]
+    rows = await pool.fetch("SELECT job, status, detail FROM job_runs ORDER BY job")
+    assert [tuple(r) for r in rows] == [
+        ("regime", "ok", "regime done"),
+        ("volatility", "ok", "volatility done"),
+    ]
+    assert not health.services["scheduler"].running
+    assert ctx.metrics.job_runs.labels(job="regime", outcome="ok")._value.get() == 1
+
+
+async def test_volatility_waits_for_its_slot_when_state_exists(
+    pool: asyncpg.Pool,
+    redis: aioredis.Redis,
+    keys: Keys,
+    make_settings: Callable[..., Settings],
+) -> None:
+    """With every symbol's state published, volatility is not run at start."""
+    ctx = context(make_settings(symbols=["KRW-BTC"]), pool, redis, keys)
+    await redis.set(keys.volatility("KRW-BTC"), json.dumps({"volatility_pct": 0.1}))
+    sched = JobScheduler(ctx, clock=SystemClock(), health=Health(), metrics=ctx.metrics)
+    scheduler = await sched.build()
+    scheduler.start(paused=True)
+    try:
+        soon = datetime.now(UTC) + timedelta(minutes=1)
+        assert scheduler.get_job("regime").next_run_time < soon
+        vol_next = scheduler.get_job("volatility").next_run_time
+        assert (vol_next.hour, vol_next.minute) == (0, 5)
+    finally:
+        scheduler.shutdown(wait=False)
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [(RuntimeError("boom"), "failed"), (PartialFailure("KRW-BTC=BULL failed: X"), "partial")],
+)
+async def test_failed_run_is_recorded_notified_and_survived(
+    pool: asyncpg.Pool,
+    redis: aioredis.Redis,
+    keys: Keys,
+    make_settings: Callable[..., Settings],
+    error: Exception,
+    status: str,
+) -> None:
+    """A raising job is recorded with its status, counted, and announced as a system error."""
+    ctx = context(make_settings(), pool, redis, keys)
+
+    async def broken(ctx: JobContext, now: datetime) -> str:
+        raise error
+
+    assert await run_recorded(ctx, "regime", broken, SystemClock()) == status
+    row = await pool.fetchrow("SELECT status, detail, finished_at FROM job_runs")
+    assert row["status"] == status
+    assert str(error) in row["detail"]
+    assert row["finished_at"] is not None
+    (note,) = await pool.fetch("SELECT kind, payload FROM outbox")
+    assert (note["kind"], note["payload"]["level"], note["payload"]["job"]) == (
+        "system",
+        "ERROR",
+        "regime",
+    )
+    assert ctx.metrics.job_runs.labels(job="regime", outcome=status)._value.get() == 1
+
+
+async def test_daemon_builds_sender_and_scheduler(
+    pool: asyncpg.Pool,
+    redis: aioredis.Redis,
+    keys: Keys,
+    make_settings: Callable[..., Settings],
+) -> None:
+    """The daemon's service list includes the notification sender and the scheduler."""
+    import coinpilot.wiring  # noqa: F401  (registers the factories)
+
+    async with aiohttp.ClientSession() as http:
+        deps = Deps(settings=make_settings(), pool=pool, redis=redis, http=http, keys=keys)
+        names = [s.name for s in build_services(deps)]
+    assert {"notify", "scheduler"} <= set(names)
