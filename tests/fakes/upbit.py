@@ -1,0 +1,342 @@
+"""A local Upbit quotation server speaking the real wire format (EXTERNAL_APIS §1.7).
+
+Serves candles loaded from the shared CSV files:
+
+* ``GET /v1/candles/minutes/{unit}`` (unit 1): newest first, ``count`` default 1 and
+  clamped to 200 (or 400 validation_error with ``strict_count``), ``to`` exclusive in any
+  of the documented forms, no candle for minutes without trades, ``[]`` before the data,
+  and the minute in progress at the fake's own clock as the newest candle with partial
+  values (open everywhere, a share of the volume); nothing after that clock.
+* ``GET /v1/market/all``: every loaded market plus ``extra_markets``.
+* ``Remaining-Req: group=candles; min=600; sec=N`` on every response; over
+  ``limit_per_s`` in one second → 429 with a plain-text body; after ``block_after``
+  consecutive 429s → 418 for ``block_s`` seconds (stated in the body and Retry-After).
+* Per-market faults: ``fail(market, "500" | "stall" | "garbage" | "nan" | "reset", times=None)``.
+
+The clock: ``set_now(dt)`` fixes it; ``FakeUpbit(clock=c)`` follows any Clock (a replay
+passes its SimulatedClock, so the collector and the fake agree on "now" without HTTP).
+Default: just after the last loaded candle, so every loaded minute is closed.
+
+Standalone: ``python -m tests.fakes.upbit --csv FILE[:MARKET] --port N [--now ISO]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import bisect
+import contextlib
+import json
+import time
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from coinpilot.adapters.csvdata import read_csv
+from coinpilot.adapters.marketdata import CandleRow
+
+KST = timedelta(hours=9)
+NAMES = {"BTC": "Bitcoin", "ETH": "Ethereum", "XRP": "XRP", "SOL": "Solana", "DOGE": "Dogecoin"}
+
+
+@dataclass
+class Fault:
+    kind: str
+    times: int | None  # None: every request until cleared
+
+
+def _num(value: Decimal) -> str:
+    """A JSON number that is a float on the wire even when integral (as Upbit sends)."""
+    text = str(value)
+    return text if any(ch in text for ch in ".eE") else text + ".0"
+
+
+def _wire_time(ts: datetime) -> str:
+    return ts.strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def parse_to(text: str) -> datetime:
+    """``...Z``, ``yyyy-MM-dd HH:mm:ss`` (UTC) and ``+09:00`` forms."""
+    when = datetime.fromisoformat(text.strip().replace(" ", "T"))
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
+class Series:
+    """One market's candles, ascending, with a start-time index for bisecting."""
+
+    def __init__(self, rows: list[CandleRow]) -> None:
+        self.rows = sorted(rows, key=lambda r: r.ts)
+        self.starts = [r.ts for r in self.rows]
+
+
+class FakeUpbit:
+    def __init__(
+        self,
+        *,
+        clock: Any = None,
+        limit_per_s: int | None = 10,
+        block_after: int | None = None,
+        block_s: float = 30.0,
+        strict_count: bool = False,
+        stall_s: float = 30.0,
+        extra_markets: tuple[str, ...] = (),
+    ) -> None:
+        self.series: dict[str, Series] = {}
+        self.clock = clock
+        self._now: datetime | None = None
+        self.limit_per_s = limit_per_s
+        self.block_after = block_after
+        self.block_s = block_s
+        self.strict_count = strict_count
+        self.stall_s = stall_s
+        self.extra_markets = extra_markets
+        self.faults: dict[str, Fault] = {}
+        self.stats: Counter[str] = Counter()
+        self.max_count_seen = 0
+        self.requests: list[dict[str, str]] = []
+        self._second = -1
+        self._used = 0
+        self._consecutive_429 = 0
+        self._blocked_until = 0.0
+        self.release = asyncio.Event()
+
+    # ------------------------------------------------------------ set-up
+    def add_rows(self, rows: list[CandleRow]) -> None:
+        by_market: dict[str, list[CandleRow]] = {}
+        for row in rows:
+            by_market.setdefault(row.symbol, []).append(row)
+        for market, mine in by_market.items():
+            old = self.series[market].rows if market in self.series else []
+            self.series[market] = Series(old + mine)
+
+    def add_csv(self, path: Path, market: str | None = None) -> None:
+        self.add_rows(read_csv(path, market))
+
+    def set_now(self, when: datetime) -> None:
+        self.clock = None
+        self._now = when.astimezone(UTC)
+
+    def now(self) -> datetime:
+        if self.clock is not None:
+            return self.clock.now()
+        if self._now is not None:
+            return self._now
+        last = max((s.starts[-1] for s in self.series.values() if s.starts), default=None)
+        return last + timedelta(seconds=61) if last else datetime.now(UTC)
+
+    def fail(self, market: str, kind: str, times: int | None = None) -> None:
+        self.faults[market] = Fault(kind, times)
+
+    def clear_faults(self) -> None:
+        self.faults.clear()
+
+    # ------------------------------------------------------------ rate limit
+    def _admit(self) -> tuple[int, web.Response | None]:
+        """(requests left this second, an error response when over the limit)."""
+        mono = time.monotonic()
+        if mono < self._blocked_until:
+            self.stats["418"] += 1
+            left = int(self._blocked_until - mono) + 1
+            return 0, self._plain(418, f"blocked for {left} seconds", {"Retry-After": str(left)})
+        if self.limit_per_s is None:
+            return 9, None
+        second = int(mono)
+        if second != self._second:
+            self._second, self._used = second, 0
+        if self._used >= self.limit_per_s:
+            self.stats["429"] += 1
+            self._consecutive_429 += 1
+            if self.block_after and self._consecutive_429 >= self.block_after:
+                self._blocked_until = mono + self.block_s
+                self._consecutive_429 = 0
+            return 0, self._plain(429, "Too many API requests.", {})
+        self._used += 1
+        self._consecutive_429 = 0
+        return self.limit_per_s - self._used, None
+
+    def _plain(self, status: int, text: str, headers: dict[str, str]) -> web.Response:
+        headers = {"Remaining-Req": "group=candles; min=600; sec=0", **headers}
+        return web.Response(status=status, text=text, headers=headers)
+
+    @staticmethod
+    def _json(body: str, left: int, status: int = 200) -> web.Response:
+        return web.Response(
+            status=status,
+            text=body,
+            content_type="application/json",
+            headers={"Remaining-Req": f"group=candles; min=600; sec={left}"},
+        )
+
+    @staticmethod
+    def _error(status: int, name: str, message: str, left: int) -> web.Response:
+        body = json.dumps({"error": {"name": name, "message": message}})
+        return FakeUpbit._json(body, left, status)
+
+    # ------------------------------------------------------------ handlers
+    async def candles(self, request: web.Request) -> web.StreamResponse:
+        self.stats["requests"] += 1
+        self.requests.append(dict(request.query))
+        left, refused = self._admit()
+        if refused is not None:
+            return refused
+        market = request.query.get("market", "")
+        if request.match_info["unit"] != "1":
+            return self._error(400, "validation_error", "only 1-minute candles are served", left)
+        try:
+            count = int(request.query.get("count", "1"))
+            to = parse_to(request.query["to"]) if "to" in request.query else None
+        except ValueError:
+            return self._error(400, "validation_error", "invalid count or to", left)
+        self.max_count_seen = max(self.max_count_seen, count)
+        if count < 1 or (count > 200 and self.strict_count):
+            return self._error(400, "validation_error", "count must be 1..200", left)
+        if market not in self.series:
+            return self._error(404, "not_found_market", "Code not found", left)
+        fault = await self._fault(market, request)
+        if fault is not None:
+            return fault
+        items = self.select(market, to, min(count, 200))
+        return self._json("[" + ",".join(self._candle_json(r) for r in items) + "]", left)
+
+    async def _fault(self, market: str, request: web.Request) -> web.StreamResponse | None:
+        fault = self.faults.get(market)
+        if fault is None:
+            return None
+        if fault.times is not None:
+            fault.times -= 1
+            if fault.times <= 0:
+                del self.faults[market]
+        self.stats[f"fault_{fault.kind}"] += 1
+        if fault.kind == "500":
+            return self._plain(500, "Internal Server Error", {})
+        if fault.kind == "garbage":
+            return self._json('[{"market": "' + market + '", "opening_pr', 9)
+        if fault.kind == "nan":
+            return self._json(
+                f'[{{"market":"{market}","candle_date_time_utc":"2018-01-01T00:00:00",'
+                '"opening_price":NaN,"high_price":1.0,"low_price":-1.0,"trade_price":1.0,'
+                '"candle_acc_trade_volume":-5.0,"candle_acc_trade_price":1.0,"unit":1}]' % market,
+                9,
+            )
+        if fault.kind == "reset":
+            assert request.transport is not None
+            request.transport.close()
+            return web.Response(status=500)
+        # "stall": hold the request past any sane client timeout.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.release.wait(), timeout=self.stall_s)
+        return self._plain(503, "stalled", {})
+
+    def select(self, market: str, to: datetime | None, count: int) -> list[CandleRow]:
+        """Up to ``count`` candles before ``to`` (exclusive) and not after now, newest first."""
+        series = self.series[market]
+        now = self.now()
+        forming_start = now.replace(second=0, microsecond=0)
+        limit = forming_start + timedelta(minutes=1)  # nothing from the future
+        end = min(to, limit) if to is not None else limit
+        stop = bisect.bisect_left(series.starts, end)
+        picked = series.rows[max(0, stop - count) : stop][::-1]
+        if picked and picked[0].ts == forming_start:
+            picked[0] = self._partial(picked[0], now)
+        return picked
+
+    @staticmethod
+    def _partial(row: CandleRow, now: datetime) -> CandleRow:
+        """The minute so far: only the opening trade's price, a share of the volume."""
+        share = Decimal(max(1, now.second)) / Decimal(60)
+        o = row.open_price
+        value = None if row.value_krw is None else row.value_krw * share
+        return row._replace(
+            high_price=o, low_price=o, close_price=o, volume=row.volume * share, value_krw=value
+        )
+
+    def _candle_json(self, r: CandleRow) -> str:
+        last_tick = int((r.ts + timedelta(seconds=59)).timestamp() * 1000)
+        value = _num(r.value_krw) if r.value_krw is not None else "0.0"
+        return (
+            f'{{"market":"{r.symbol}","candle_date_time_utc":"{_wire_time(r.ts)}",'
+            f'"candle_date_time_kst":"{_wire_time(r.ts + KST)}",'
+            f'"opening_price":{_num(r.open_price)},"high_price":{_num(r.high_price)},'
+            f'"low_price":{_num(r.low_price)},"trade_price":{_num(r.close_price)},'
+            f'"timestamp":{last_tick},"candle_acc_trade_price":{value},'
+            f'"candle_acc_trade_volume":{_num(r.volume)},"unit":1}}'
+        )
+
+    async def markets(self, request: web.Request) -> web.Response:
+        self.stats["market_requests"] += 1
+        left, refused = self._admit()
+        if refused is not None:
+            return refused
+        details = request.query.get("is_details", request.query.get("isDetails")) == "true"
+        items = []
+        for market in sorted(set(self.series) | set(self.extra_markets)):
+            base = market.split("-", 1)[-1]
+            item: dict[str, Any] = {
+                "market": market,
+                "korean_name": base,
+                "english_name": NAMES.get(base, base),
+            }
+            if details:
+                item["market_event"] = {"warning": False, "caution": {}}
+            items.append(item)
+        return self._json(json.dumps(items, ensure_ascii=False), left)
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/v1/candles/minutes/{unit}", self.candles)
+        app.router.add_get("/v1/market/all", self.markets)
+        return app
+
+
+async def start_fake_upbit(
+    fake: FakeUpbit | None = None, host: str = "127.0.0.1", port: int = 0
+) -> tuple[FakeUpbit, web.AppRunner, str]:
+    """Start ``fake`` on a local port; returns (fake, runner, base_url)."""
+    fake = fake or FakeUpbit()
+    runner = web.AppRunner(fake.app(), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    sockets = site._server.sockets  # type: ignore[union-attr]
+    bound = sockets[0].getsockname()[1]
+    return fake, runner, f"http://{host}:{bound}"
+
+
+def _args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Local Upbit quotation fake")
+    parser.add_argument("--csv", action="append", required=True, help="FILE or FILE:MARKET")
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--now", help="the fake's fixed clock (ISO-8601, UTC)")
+    parser.add_argument("--limit-per-s", type=int, default=10)
+    parser.add_argument("--block-after", type=int, default=None)
+    return parser.parse_args(argv)
+
+
+async def _serve(ns: argparse.Namespace) -> None:
+    fake = FakeUpbit(limit_per_s=ns.limit_per_s or None, block_after=ns.block_after)
+    for spec in ns.csv:
+        path, _, market = spec.partition(":")
+        fake.add_csv(Path(path), market or None)
+    if ns.now:
+        fake.set_now(parse_to(ns.now))
+    _, runner, url = await start_fake_upbit(fake, ns.host, ns.port)
+    print(f"fake upbit serving {sorted(fake.series)} at {url}, now={fake.now()}", flush=True)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
+
+
+def main(argv: list[str] | None = None) -> None:
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve(_args(argv)))
+
+
+if __name__ == "__main__":
+    main()
