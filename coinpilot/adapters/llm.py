@@ -1,0 +1,172 @@
+"""Anthropic Messages API: client construction, one forced-tool call, failure classification.
+
+The SDK's own retries are off (``max_retries=0``): a 0.x client would otherwise retry
+429/5xx/529 up to three times and sleep on ``retry-after`` inside our 40 s budget. The
+runner applies its own bounded policy using the classification below.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import anthropic
+
+from coinpilot.config import ModelPrice
+
+
+def create_client(api_key: str, base_url: str | None = None) -> anthropic.AsyncAnthropic:
+    return anthropic.AsyncAnthropic(api_key=api_key, base_url=base_url, max_retries=0)
+
+
+@dataclass(frozen=True)
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_read_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.cache_write_tokens + other.cache_write_tokens,
+            self.cache_read_tokens + other.cache_read_tokens,
+        )
+
+    @property
+    def total_input(self) -> int:
+        return self.input_tokens + self.cache_write_tokens + self.cache_read_tokens
+
+
+@dataclass(frozen=True)
+class ToolReply:
+    tool_input: Any
+    usage: Usage
+    stop_reason: str | None
+    request_id: str | None
+    model: str
+
+
+@dataclass(eq=False)
+class LlmFailure(Exception):
+    """A call that produced no usable tool input, with a reason code for the verdict."""
+
+    code: str
+    message: str
+    retryable: bool = False
+    retry_after_s: float | None = None
+    status: int | None = None
+    usage: Usage = field(default_factory=Usage)
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+
+def estimate_cost(usage: Usage, price: ModelPrice | None) -> Decimal | None:
+    """USD at list price; cache writes cost 1.25× input and cache reads 0.1× input."""
+    if price is None:
+        return None
+    inp = Decimal(str(price.input_per_mtok))
+    out = Decimal(str(price.output_per_mtok))
+    total = (
+        Decimal(usage.input_tokens) * inp
+        + Decimal(usage.cache_write_tokens) * inp * Decimal("1.25")
+        + Decimal(usage.cache_read_tokens) * inp * Decimal("0.1")
+        + Decimal(usage.output_tokens) * out
+    )
+    return (total / Decimal(1_000_000)).quantize(Decimal("0.00000001"))
+
+
+def build_request(
+    *, model: str, system: str, user: str, tool: dict[str, Any], max_tokens: int
+) -> dict[str, Any]:
+    """The exact body sent: forced tool use, cached static system prompt, no sampling knobs."""
+    return {
+        "model": model,
+        "max_tokens": max_tokens,
+        "system": [{"type": "text", "text": system, "cache_control": {"type": "ephemeral"}}],
+        "messages": [{"role": "user", "content": user}],
+        "tools": [tool],
+        "tool_choice": {"type": "tool", "name": tool["name"]},
+    }
+
+
+def _usage(raw: Any) -> Usage:
+    if raw is None:
+        return Usage()
+    return Usage(
+        int(raw.input_tokens or 0),
+        int(raw.output_tokens or 0),
+        int(getattr(raw, "cache_creation_input_tokens", 0) or 0),
+        int(getattr(raw, "cache_read_input_tokens", 0) or 0),
+    )
+
+
+async def call_tool(
+    client: anthropic.AsyncAnthropic, request: dict[str, Any], timeout_s: float
+) -> ToolReply:
+    """One request; raise LlmFailure unless the reply holds the forced tool's input."""
+    try:
+        msg = await client.messages.create(**request, timeout=timeout_s)
+    except anthropic.AnthropicError as exc:
+        raise classify(exc) from exc
+    usage = _usage(msg.usage)
+    if msg.stop_reason == "refusal":
+        raise LlmFailure("refusal", "the model declined to answer", usage=usage)
+    if msg.stop_reason == "max_tokens":
+        raise LlmFailure("truncated", "tool input cut off at max_tokens", usage=usage)
+    name = request["tool_choice"]["name"]
+    for block in msg.content:
+        if block.type == "tool_use" and block.name == name:
+            return ToolReply(block.input, usage, msg.stop_reason, msg._request_id, msg.model)
+    kinds = ",".join(b.type for b in msg.content) or "none"
+    raise LlmFailure("schema_violation", f"no {name} tool_use block (got {kinds})", usage=usage)
+
+
+def _error_message(exc: anthropic.APIStatusError) -> str:
+    body = exc.body
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        return str(body["error"].get("message") or exc.type or "")
+    return str(body or exc.message)[:500]
+
+
+def _retry_after(exc: anthropic.APIStatusError) -> float | None:
+    value = exc.response.headers.get("retry-after")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _error_code(exc: anthropic.APIStatusError) -> str | None:
+    body = exc.body
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        details = body["error"].get("details")
+        if isinstance(details, dict):
+            return details.get("error_code")
+    return None
+
+
+def classify(exc: BaseException) -> LlmFailure:
+    """Map an SDK exception to a reason code by type and HTTP status, not by message text."""
+    if isinstance(exc, anthropic.APITimeoutError | TimeoutError):
+        return LlmFailure("timeout", "request timed out", retryable=True)
+    if isinstance(exc, anthropic.APIConnectionError):
+        return LlmFailure("connection_error", type(exc).__name__, retryable=True)
+    if not isinstance(exc, anthropic.APIStatusError):
+        return LlmFailure("api_error", f"{type(exc).__name__}: {exc}"[:500])
+    status, msg = exc.status_code, _error_message(exc)
+    text = f"HTTP {status} {exc.type or ''}: {msg}".strip()
+    if status == 402 or (status == 400 and "credit balance is too low" in msg.lower()):
+        return LlmFailure("low_credit", text, status=status)
+    if status == 429:
+        if _error_code(exc) == "enforced_spend_limit_reached":
+            return LlmFailure("low_credit", text, status=status)
+        return LlmFailure("rate_limited", text, True, _retry_after(exc), status)
+    if status == 529:
+        return LlmFailure("overloaded", text, True, _retry_after(exc), status)
+    if status >= 500:
+        return LlmFailure("server_error", text, True, _retry_after(exc), status)
+    return LlmFailure("api_error", text, status=status)

@@ -1,0 +1,326 @@
+"""The AI step end to end: the real SDK against the local fake, real PostgreSQL and Redis."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import structlog
+
+from coinpilot.adapters.cache import create_redis
+from coinpilot.domain.ai_types import AiOff, AiStep
+from coinpilot.services.agent import AgentRunner, build_ai_step
+from coinpilot.services.ai_replay import ReplayStep
+from tests.fakes import anthropic as fk
+from tests.integration.ai_support import (
+    CANDLE_TS,
+    NOW,
+    candidate,
+    deps_for,
+    insert_minutes,
+    minute_rows,
+)
+
+SYMBOLS = ("KRW-BTC", "KRW-ETH", "KRW-XRP", "KRW-SOL", "KRW-DOGE", "KRW-ADA")
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[fk.FakeAnthropic]:
+    server = fk.FakeAnthropic()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def market(pool: Any) -> None:
+    for i, sym in enumerate(SYMBOLS):
+        await insert_minutes(pool, minute_rows(sym, CANDLE_TS + timedelta(minutes=1), 36, seed=i))
+
+
+@pytest.fixture
+def build(
+    make_settings: Callable[..., Any], pool: Any, redis: Any, keys: Any, fake: Any, market: None
+) -> Callable[..., Any]:
+    """An AiStep built by the production factory, pointed at the fake."""
+
+    def make(env: dict[str, str] | None = None, redis_client: Any = None, **ai: Any) -> Any:
+        environ = {"ANTHROPIC_API_KEY": "sk-test", "ANTHROPIC_BASE_URL": fake.base_url}
+        settings = make_settings(env=environ if env is None else env, ai=ai)
+        deps = deps_for(settings, pool, redis_client or redis, keys)
+        return build_ai_step(deps), deps
+
+    return make
+
+
+async def _row(pool: Any, decision_id: int | None) -> Any:
+    assert decision_id is not None
+    return await pool.fetchrow("SELECT * FROM agent_decisions WHERE id = $1", decision_id)
+
+
+async def test_confirm_and_safe_approve_and_record_everything(
+    build: Any, fake: Any, pool: Any, redis: Any, keys: Any
+) -> None:
+    """CONFIRM + SAFE approves, with one full agent_decisions row and an outbox entry."""
+    step, deps = build()
+    assert isinstance(step, AgentRunner)
+    verdict = await step.review(candidate())
+    assert verdict.approved
+    assert verdict.reason_code == "approved"
+    assert verdict.reasoning.startswith("[Analyst] ")
+    assert "| [Guardian] " in verdict.reasoning
+    row = await _row(pool, verdict.decision_id)
+    assert (row["decision"], row["confidence"], row["model_used"]) == (
+        "CONFIRM", 80, "claude-haiku-4-5"
+    )  # fmt: skip
+    assert (row["input_tokens"], row["output_tokens"]) == (840, 120)
+    assert row["cost_usd"] > 0
+    assert len(row["input_hash"]) == 64
+    assert row["raw_output"]["analyst"]["input"]["decision"] == "CONFIRM"
+    assert row["raw_output"]["guardian"]["input"]["decision"] == "SAFE"
+    analyst_req = row["request"]["analyst"]
+    assert analyst_req["tool_choice"] == {"type": "tool", "name": "submit_entry_analysis"}
+    assert analyst_req["system"][0]["cache_control"] == {"type": "ephemeral"}
+    assert fake.count == 2
+    sent = fake.requests[0]
+    assert sent.headers.get("x-api-key") == "sk-test"
+    assert not {"temperature", "top_p", "top_k"} & set(sent.body)
+    assert "RSI" not in sent.user_text
+    assert "vol_ratio" not in sent.user_text
+    assert "vol_ratio" in fake.requests[1].user_text  # the Guardian sees the whole signal
+    outbox = await pool.fetchrow("SELECT kind, payload FROM outbox")
+    assert outbox["kind"] == "ai-decision"
+    assert outbox["payload"]["decision"] == "CONFIRM"
+    assert outbox["payload"]["decision_id"] == verdict.decision_id
+    assert await redis.get(keys.ai_usage_hour(NOW)) == "2"
+    assert await redis.ttl(keys.ai_symbol_cooldown("KRW-BTC")) == -2
+    reg = deps.metrics.registry
+    assert reg.get_sample_value("coinpilot_ai_requests_total") == 1
+    assert (
+        reg.get_sample_value(
+            "coinpilot_ai_decisions_total", {"outcome": "approved", "reason": "approved"}
+        )
+        == 1
+    )
+    assert reg.get_sample_value("coinpilot_ai_tokens_total", {"direction": "output"}) == 120
+    assert reg.get_sample_value("coinpilot_ai_latency_seconds_count") == 1
+
+
+@pytest.mark.parametrize(
+    ("replies", "code", "prefix", "requests"),
+    [
+        ([fk.reject()], "analyst_reject", "Long bearish", 1),
+        ([fk.confirm(59)], "low_confidence", "[Low Confidence: 59]", 1),
+        ([fk.confirm(90), fk.warning()], "guardian_warning", "[Risk Warning] Panic", 2),
+    ],
+)
+async def test_non_approving_answers_reject(
+    build: Any, fake: Any, pool: Any, replies: list[Any], code: str, prefix: str, requests: int
+) -> None:
+    """REJECT, CONFIRM at confidence 59 and a Guardian WARNING all end as a recorded REJECT."""
+    fake.script(*replies)
+    step, _ = build()
+    verdict = await step.review(candidate())
+    assert not verdict.approved
+    assert verdict.reason_code == code
+    assert verdict.reasoning.startswith(prefix)
+    row = await _row(pool, verdict.decision_id)
+    assert row["decision"] == "REJECT"
+    assert row["reason_code"] == code
+    assert fake.count == requests
+    payload = await pool.fetchval("SELECT payload FROM outbox WHERE kind = 'ai-decision'")
+    assert payload["decision"] == "REJECT"
+    assert payload["reason_code"] == code
+
+
+@pytest.mark.parametrize(
+    ("reply", "code", "cause"),
+    [
+        (fk.Reply({"decision": "MAYBE", "confidence": 70, "reasoning": "x"}), "schema_violation",
+         "decision must be one of CONFIRM/REJECT"),
+        (fk.Reply({"decision": "CONFIRM", "confidence": 140, "reasoning": "x"}), "schema_violation",
+         "confidence must be an integer 0-100"),
+        (fk.Reply({"decision": "CONFIRM", "confidence": 70}), "schema_violation",
+         "reasoning must be a non-empty string"),
+        (fk.Reply(text="I think you should buy."), "schema_violation", "no submit_entry_analysis"),
+        (fk.Reply({"decision": "CONFIRM"}, stop_reason="max_tokens"), "truncated", "max_tokens"),
+    ],
+)  # fmt: skip
+async def test_malformed_tool_output_is_a_recorded_reject(
+    build: Any, fake: Any, pool: Any, redis: Any, keys: Any, reply: Any, code: str, cause: str
+) -> None:
+    """A schema-breaking tool output is a REJECT recorded with its cause, counted as an error."""
+    fake.script(reply)
+    step, _ = build()
+    verdict = await step.review(candidate())
+    assert not verdict.approved
+    assert verdict.reason_code == code
+    row = await _row(pool, verdict.decision_id)
+    assert row["reason_code"] == code
+    assert row["reasoning"].startswith("AI Analysis Error (Analyst): ")
+    assert cause in row["reasoning"]
+    assert row["raw_output"].get("analyst") or row["raw_output"].get("analyst_errors")
+    assert await redis.get(keys.ai_error_streak()) == "1"
+
+
+async def test_stalled_call_times_out_while_other_symbols_proceed(
+    build: Any, fake: Any, pool: Any, redis: Any, keys: Any
+) -> None:
+    """A stalled call ends as REJECT at the run budget while another symbol's review completes."""
+    fake.script(fk.confirm(match="KRW-ETH", delay_s=3.0))
+    step, _ = build(timeout_s=1.5, attempt_timeout_s=20)
+    slow = asyncio.create_task(step.review(candidate("KRW-ETH")))
+    quick = await step.review(candidate("KRW-BTC"))
+    assert quick.approved
+    assert not slow.done()
+    verdict = await slow
+    assert not verdict.approved
+    assert verdict.reason_code == "timeout"
+    row = await _row(pool, verdict.decision_id)
+    assert row["confidence"] is None
+    assert "Timed Out" in row["reasoning"]
+    assert await redis.get(keys.ai_error_streak()) == "1"  # timeouts feed the error streak
+
+
+async def test_five_errors_in_a_row_block_globally_for_30_minutes(
+    build: Any, fake: Any, redis: Any, keys: Any
+) -> None:
+    """Five failed runs in a row (529) set a 1,800 s global block; the next run sends nothing."""
+    fake.script(*[fk.overloaded() for _ in range(5)])
+    step, _ = build(max_attempts=1)
+    for sym in SYMBOLS[:5]:
+        verdict = await step.review(candidate(sym))
+        assert verdict.reason_code == "overloaded"
+    assert await redis.get(keys.ai_global_block()) == "error_streak"
+    assert 1790 <= await redis.ttl(keys.ai_global_block()) <= 1800
+    verdict = await step.review(candidate(SYMBOLS[5]))
+    assert verdict.reason_code == "global_block"
+    assert fake.count == 5
+
+
+async def test_low_credit_blocks_globally_for_an_hour(
+    build: Any, fake: Any, pool: Any, redis: Any, keys: Any
+) -> None:
+    """A 400 credit-balance error sets a 3,600 s global block without touching the error streak."""
+    fake.script(fk.low_credit())
+    step, _ = build()
+    verdict = await step.review(candidate())
+    assert verdict.reason_code == "low_credit"
+    assert fake.count == 1
+    assert await redis.get(keys.ai_global_block()) == "low_credit"
+    assert 3590 <= await redis.ttl(keys.ai_global_block()) <= 3600
+    assert await redis.get(keys.ai_error_streak()) is None
+    again = await step.review(candidate("KRW-ETH"))
+    assert again.reason_code == "global_block"
+    assert fake.count == 1
+    row = await _row(pool, again.decision_id)
+    assert row["model_used"] is None
+    assert row["request"] is None
+
+
+@pytest.mark.parametrize(
+    ("limits", "code"),
+    [({"max_calls_per_hour": 2}, "hourly_budget"), ({"max_calls_per_day": 2}, "daily_budget")],
+)
+async def test_budgets_block_without_any_request(
+    build: Any, fake: Any, limits: dict[str, int], code: str
+) -> None:
+    """Once the hourly or daily budget is used up, runs are blocked and nothing reaches the fake."""
+    step, _ = build(guardrails=limits)
+    assert (await step.review(candidate("KRW-BTC"))).approved
+    assert fake.count == 2
+    verdict = await step.review(candidate("KRW-ETH"))
+    assert verdict.reason_code == code
+    assert "budget exhausted (2/2)" in verdict.reasoning
+    assert fake.count == 2
+
+
+async def test_reject_cooldowns_grow_5_10_15_minutes(
+    build: Any, fake: Any, redis: Any, keys: Any
+) -> None:
+    """Consecutive rejects of one symbol set 5, 10 then 15 minute cooldowns that block its runs."""
+    fake.script(fk.reject(), fk.reject(), fk.reject())
+    step, _ = build()
+    seen = []
+    for _ in range(3):
+        assert (await step.review(candidate())).reason_code == "analyst_reject"
+        seen.append((await redis.get(keys.ai_symbol_cooldown("KRW-BTC")),
+                     await redis.ttl(keys.ai_symbol_cooldown("KRW-BTC"))))  # fmt: skip
+        before = fake.count
+        assert (await step.review(candidate())).reason_code == "symbol_cooldown"
+        assert fake.count == before
+        await redis.delete(keys.ai_symbol_cooldown("KRW-BTC"))  # as if it expired
+    assert [v for v, _ in seen] == ["5", "10", "15"]
+    assert [ttl // 60 for _, ttl in seen] == [4, 9, 14] or [t for _, t in seen] == [300, 600, 900]
+
+
+async def test_redis_down_rejects_without_calling_the_model(
+    build: Any, fake: Any, pool: Any
+) -> None:
+    """With Redis unreachable the entry is rejected ("guardrails unavailable"), no model call."""
+    dead = create_redis("redis://127.0.0.1:1/0")
+    try:
+        step, _ = build(redis_client=dead)
+        verdict = await step.review(candidate())
+    finally:
+        await dead.aclose()
+    assert not verdict.approved
+    assert verdict.reasoning == "guardrails unavailable"
+    assert fake.count == 0
+    row = await _row(pool, verdict.decision_id)
+    assert row["reason_code"] == "guardrails_unavailable"
+
+
+async def test_rate_limit_is_retried_within_the_budget(build: Any, fake: Any) -> None:
+    """A 429 with a short retry-after is retried by our own policy (SDK retries are off)."""
+    fake.script(fk.rate_limited(retry_after="0.05"))
+    step, _ = build(max_attempts=2)
+    verdict = await step.review(candidate())
+    assert verdict.approved
+    assert fake.count == 3
+
+
+async def test_thin_context_is_skipped_by_the_prefilter(build: Any, fake: Any, pool: Any) -> None:
+    """A symbol without enough hourly candles is skipped before the guardrails and the model."""
+    step, _ = build()
+    verdict = await step.review(candidate("KRW-NEW"))
+    assert verdict.reason_code == "prefilter"
+    assert "insufficient (0 < 12)" in verdict.reasoning
+    assert fake.count == 0
+    assert (await _row(pool, verdict.decision_id))["reason_code"] == "prefilter"
+
+
+async def test_without_api_key_the_ai_is_off(build: Any, fake: Any) -> None:
+    """No ANTHROPIC_API_KEY means AiOff (mode auto), and an explicit llm mode says so once."""
+    step, _ = build(env={})
+    assert isinstance(step, AiOff)
+    with structlog.testing.capture_logs() as logs:
+        step2, _ = build(env={}, mode="llm")
+    assert isinstance(step2, AiOff)
+    assert [e["event"] for e in logs].count("ai_off") == 1
+
+
+async def test_replay_reproduces_recorded_decisions_without_requests(build: Any, fake: Any) -> None:
+    """Replay answers a recorded run's candidates with the same verdicts and zero model requests."""
+    fake.script(fk.reject(match="KRW-ETH"), fk.confirm(55, match="KRW-XRP"))
+    live, _ = build()
+    cands = [candidate(s) for s in SYMBOLS[:3]] + [candidate("KRW-NEW")]
+    recorded = [await live.review(c) for c in cands]
+    assert [v.reason_code for v in recorded] == [
+        "approved", "analyst_reject", "low_confidence", "prefilter"
+    ]  # fmt: skip
+    used = fake.count
+    replay: AiStep
+    replay, _ = build(mode="replay")
+    assert isinstance(replay, ReplayStep)
+    replayed = [await replay.review(c) for c in cands]
+    assert [(v.approved, v.reason_code, v.reasoning, v.decision_id) for v in replayed] == [
+        (v.approved, v.reason_code, v.reasoning, v.decision_id) for v in recorded
+    ]
+    missing = await replay.review(candidate("KRW-SOL", candle_ts=CANDLE_TS - timedelta(hours=1)))
+    assert missing.reason_code == "not_recorded"
+    assert not missing.approved
+    assert fake.count == used
