@@ -72,7 +72,8 @@ async def test_promtool_accepts_real_scrape(
     assert "coinpilot_candle_age_seconds" in names
     out = _promtool("check", "metrics", stdin=body)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert out.stdout.strip() == "" and out.stderr.strip() == "", out.stdout + out.stderr
+    assert out.stdout.strip() == "", out.stdout
+    assert out.stderr.strip() == "", out.stderr
 
 
 @needs_promtool
@@ -89,42 +90,43 @@ evaluation_interval: 1m
 tests:
   - interval: 1m
     input_series:
-      - series: 'coinpilot_candle_age_seconds{{job="coinpilot",instance="vm:8000",symbol="KRW-BTC"}}'
+      - series: 'coinpilot_candle_age_seconds{{job="coinpilot",instance="a",symbol="KRW-BTC"}}'
         values: '60 120 200 320 380 440 500'
-      - series: 'coinpilot_candle_age_seconds{{job="coinpilot",instance="vm:8000",symbol="KRW-ETH"}}'
+      - series: 'coinpilot_candle_age_seconds{{job="coinpilot",instance="a",symbol="KRW-ETH"}}'
         values: '60x6'
-      - series: 'coinpilot_ledger_invariant_violation{{job="coinpilot",instance="vm:8000"}}'
+      - series: 'coinpilot_ledger_invariant_violation{{job="coinpilot",instance="a"}}'
         values: '0 0 0 1 1 1 1'
-      - series: 'coinpilot_loop_last_success_timestamp_seconds{{job="coinpilot",instance="vm:8000",service="bot"}}'
+      - series: >-
+          coinpilot_loop_last_success_timestamp_seconds{{job="coinpilot",instance="a",service="bot"}}
         values: '0 60 60 60 60 60 60 60 60 60'
-      - series: 'up{{job="coinpilot",instance="vm:8000"}}'
+      - series: 'up{{job="coinpilot",instance="a"}}'
         values: '1 1 0 0 0 0 0'
     alert_rule_test:
       - eval_time: 6m
         alertname: CoinPilotCandlesStale
         exp_alerts:
-          - exp_labels: {{severity: warning, job: coinpilot, instance: "vm:8000", symbol: KRW-BTC}}
+          - exp_labels: {{severity: warning, job: coinpilot, instance: a, symbol: KRW-BTC}}
       - eval_time: 3m
         alertname: CoinPilotLedgerInvariantViolated
         exp_alerts:
-          - exp_labels: {{severity: critical, job: coinpilot, instance: "vm:8000"}}
+          - exp_labels: {{severity: critical, job: coinpilot, instance: a}}
       - eval_time: 2m
         alertname: CoinPilotLedgerInvariantViolated
         exp_alerts: []
       - eval_time: 8m
         alertname: CoinPilotBotLoopStale
         exp_alerts:
-          - exp_labels: {{severity: critical, job: coinpilot, instance: "vm:8000", service: bot}}
+          - exp_labels: {{severity: critical, job: coinpilot, instance: a, service: bot}}
       - eval_time: 5m
         alertname: CoinPilotDown
         exp_alerts:
-          - exp_labels: {{severity: critical, job: coinpilot, instance: "vm:8000"}}
+          - exp_labels: {{severity: critical, job: coinpilot, instance: a}}
 """
 
 
 @needs_promtool
 def test_alert_rules_fire_on_synthetic_series(tmp_path: Path) -> None:
-    """`promtool test rules`: stale candles, a ledger violation, a stale loop and a dead target fire."""
+    """`promtool test rules`: stale candles, ledger violation, stale loop and dead target fire."""
     # promtool compares annotations too; the test is about when rules fire, so drop them.
     rules = yaml.safe_load(RULES.read_text())
     for group in rules["groups"]:
