@@ -10,31 +10,19 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import numpy as np
 import structlog
 
 from coinpilot.adapters.cache import REDIS_ERRORS
+from coinpilot.adapters.marketdata import load_closed_candles
 from coinpilot.domain.volatility import VolatilityEstimate, estimate_volatility
 from coinpilot.services.jobs import JobContext, PartialFailure
 
 log = structlog.get_logger(__name__)
 
 Estimator = Callable[..., VolatilityEstimate]
-
-LAST_CLOSED_SQL = """
-SELECT close_price FROM market_data
-WHERE symbol = $1 AND interval = '1m' AND ts <= $2
-ORDER BY ts DESC LIMIT $3
-"""
-
-
-async def last_closes(ctx: JobContext, symbol: str, now: datetime) -> np.ndarray:
-    """Closes of the newest closed minutes, oldest first."""
-    limit = ctx.settings.app.volatility.lookback_candles
-    rows = await ctx.pool.fetch(LAST_CLOSED_SQL, symbol, now - timedelta(minutes=1), limit)
-    return np.array([float(r["close_price"]) for r in reversed(rows)], dtype=np.float64)
 
 
 def state_json(est: VolatilityEstimate, now: datetime) -> str:
@@ -48,10 +36,9 @@ def state_json(est: VolatilityEstimate, now: datetime) -> str:
 
 
 async def update_symbol(
-    ctx: JobContext, symbol: str, now: datetime, estimator: Estimator
+    ctx: JobContext, symbol: str, closes: np.ndarray, now: datetime, estimator: Estimator
 ) -> VolatilityEstimate | None:
     cfg = ctx.settings.app.volatility
-    closes = await last_closes(ctx, symbol, now)
     if len(closes) < cfg.min_candles:
         log.info("volatility_skipped", symbol=symbol, candles=len(closes), needed=cfg.min_candles)
         return None
@@ -77,11 +64,14 @@ async def update_symbol(
 async def run_volatility_job(
     ctx: JobContext, now: datetime, estimator: Estimator = estimate_volatility
 ) -> str:
+    symbols = ctx.settings.app.symbols
+    lookback = ctx.settings.app.volatility.lookback_candles
+    candles = await load_closed_candles(ctx.pool, symbols, lookback, now)
     done: list[str] = []
     failed: list[str] = []
-    for symbol in ctx.settings.app.symbols:
+    for symbol in symbols:
         try:
-            est = await update_symbol(ctx, symbol, now, estimator)
+            est = await update_symbol(ctx, symbol, candles[symbol].close, now, estimator)
             done.append(f"{symbol}=" + ("skipped" if est is None else f"{est.volatility_pct:.4f}%"))
         except Exception as exc:  # one symbol's failure must not stop the others
             failed.append(symbol)
