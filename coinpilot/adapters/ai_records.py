@@ -9,28 +9,12 @@ from typing import Any
 import asyncpg
 
 from coinpilot.adapters.outbox import enqueue
-from coinpilot.domain.candles import Candles
 
 DECISION_COLUMNS = (
     "symbol", "strategy_name", "decision", "reason_code", "reasoning", "confidence",
     "model_used", "price_at_decision", "regime", "candle_ts", "latency_ms", "input_tokens",
     "output_tokens", "cost_usd", "input_hash", "request", "raw_output",
 )  # fmt: skip
-
-
-async def load_minutes(pool: asyncpg.Pool, symbol: str, start: datetime, end: datetime) -> Candles:
-    """Stored 1-minute candles with start in [start, end)."""
-    rows = await pool.fetch(
-        """SELECT extract(epoch FROM ts)::bigint, open_price::float8, high_price::float8,
-                  low_price::float8, close_price::float8, volume::float8
-             FROM market_data
-            WHERE symbol = $1 AND interval = '1m' AND ts >= $2 AND ts < $3
-            ORDER BY ts""",
-        symbol,
-        start,
-        end,
-    )
-    return Candles.from_rows(symbol, [tuple(r) for r in rows])
 
 
 async def latest_ma_gap(pool: asyncpg.Pool, symbol: str) -> float | None:

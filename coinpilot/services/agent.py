@@ -24,7 +24,7 @@ import redis.asyncio as aioredis
 import structlog
 
 from coinpilot import prompts
-from coinpilot.adapters import ai_records
+from coinpilot.adapters import ai_records, marketdata
 from coinpilot.adapters.cache import Keys
 from coinpilot.adapters.guardrails import Guardrails
 from coinpilot.adapters.llm import (
@@ -77,7 +77,7 @@ async def prepare(pool: asyncpg.Pool, settings: Settings, cand: EntryCandidate) 
     """Load the candidate's 36 h of minutes and build its context, messages and hash."""
     cfg = settings.app.ai
     ref = cand.candle_ts + timedelta(minutes=1)  # the candidate's minute has closed
-    minutes = await ai_records.load_minutes(
+    minutes = await marketdata.load_range(
         pool, cand.symbol, ref - timedelta(hours=cfg.context_lookback_hours), ref
     )
     gap = cand.indicators.get("ma_gap_pct", cand.extra.get("ma_gap_pct"))
