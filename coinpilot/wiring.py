@@ -13,3 +13,8 @@ from coinpilot.services.scheduler import outbox_sender_factory, scheduler_factor
 
 SERVICE_FACTORIES.append(outbox_sender_factory)
 SERVICE_FACTORIES.append(scheduler_factory)
+
+# Market data: closed 1-minute candles from Upbit (start-up backfill, then every minute).
+from coinpilot.services.collector import collector_factory  # noqa: E402
+
+SERVICE_FACTORIES.append(collector_factory)

@@ -169,8 +169,12 @@ class RequestBudget:
         self._hold_until = max(self._hold_until, self.clock.monotonic() + seconds)
 
     def observe(self, remaining: int) -> None:
-        """The server says how much of this second is left; 0 means wait a full window."""
-        if remaining <= 0:
+        """``sec=0`` that our own sends do not explain means someone else shares the budget."""
+        if remaining > 0:
+            return
+        now = self.clock.monotonic()
+        ours = sum(1 for t in self._sent if now - t < _WINDOW_S)
+        if self.per_second is None or ours < self.per_second:
             self.hold(_WINDOW_S)
 
     async def acquire(self) -> None:

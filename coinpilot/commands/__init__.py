@@ -7,4 +7,6 @@ COMMAND_MODULES: dict[str, str] = {
     "check-config": "coinpilot.commands.check_config",
     "job": "coinpilot.commands.job",
     "report": "coinpilot.commands.report",
+    "backfill": "coinpilot.commands.backfill",
+    "import-csv": "coinpilot.commands.import_csv",
 }

@@ -1,0 +1,227 @@
+"""Collector: closed 1-minute candles from Upbit into market_data, gaps filled on the way.
+
+Filling walks FORWARD in windows of ``per_request`` minutes: each request asks for the
+candles before ``window_end`` (Upbit's ``to`` is exclusive), and each window is stored in
+its own transaction before the next is asked for. So whatever is stored is a contiguous
+prefix of the range, the newest stored minute is the resume point after a crash, and a
+window without trades is asked for exactly once, never again.
+
+Every window ends at or before the current minute's start, so the still-forming minute is
+never requested; a row is additionally stored only when ``ts + 60 s <= now``. Each cycle
+re-reads the last ``recent_candles`` stored minutes, so a closed minute Upbit revises later
+(or one stored while clocks disagreed) is replaced by the upsert.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+import structlog
+
+from coinpilot.adapters import marketdata as md
+from coinpilot.adapters.upbit import MAX_COUNT, UpbitClient, UpbitError, unknown_symbols
+from coinpilot.clock import Clock, floor_minute
+from coinpilot.config import CollectorConfig
+from coinpilot.errors import DependencyDown
+from coinpilot.observability import Health, Metrics
+from coinpilot.services.base import PeriodicService
+
+log = structlog.get_logger(__name__)
+
+MINUTE = timedelta(minutes=1)
+ProgressFn = Callable[[str, int, datetime, datetime], None]
+
+
+@dataclass
+class SyncResult:
+    symbol: str
+    stored: int = 0
+    requests: int = 0
+    newest: datetime | None = None
+    error: str | None = None
+
+
+class CandleFiller:
+    """Pages one symbol's closed candles over [start, end) into the database."""
+
+    def __init__(
+        self,
+        client: UpbitClient,
+        pool: asyncpg.Pool,
+        metrics: Metrics,
+        *,
+        per_request: int = MAX_COUNT,
+        on_page: ProgressFn | None = None,
+    ) -> None:
+        self.client = client
+        self.pool = pool
+        self.metrics = metrics
+        self.per_request = per_request
+        self.on_page = on_page
+
+    async def fill(self, symbol: str, start: datetime, end: datetime, now: datetime) -> SyncResult:
+        """Store every closed candle with start <= ts < end; resumable window by window."""
+        result = SyncResult(symbol)
+        end = min(end, floor_minute(now))
+        cursor = floor_minute(start)
+        while cursor < end:
+            window_end = min(cursor + self.per_request * MINUTE, end)
+            minutes = int((window_end - cursor) / MINUTE)
+            page = await self.client.candles(symbol, to=window_end, count=minutes)
+            result.requests += 1
+            rows = [r for r in page.rows if cursor <= r.ts < window_end and r.ts + MINUTE <= now]
+            stored = await md.upsert_candles(self.pool, rows)
+            if stored:
+                self.metrics.candles_stored.labels(symbol=symbol).inc(stored)
+            result.stored += stored
+            if rows:
+                result.newest = max(result.newest or rows[-1].ts, rows[-1].ts)
+            cursor = window_end
+            if self.on_page is not None:
+                self.on_page(symbol, stored, cursor, end)
+        return result
+
+    async def resume_point(self, symbol: str, start: datetime, end: datetime) -> datetime:
+        """Where a fill of [start, end) continues: just after the newest minute stored in it."""
+        newest = await self.pool.fetchval(
+            """SELECT max(ts) FROM market_data
+               WHERE symbol = $1 AND interval = $2 AND ts >= $3 AND ts < $4""",
+            symbol,
+            md.INTERVAL,
+            start,
+            end,
+        )
+        return start if newest is None else max(start, newest + MINUTE)
+
+
+class Collector(PeriodicService):
+    name = "collector"
+
+    def __init__(
+        self,
+        *,
+        client: UpbitClient,
+        pool: asyncpg.Pool,
+        symbols: Sequence[str],
+        config: CollectorConfig,
+        clock: Clock,
+        health: Health,
+        metrics: Metrics,
+    ) -> None:
+        super().__init__(
+            clock=clock,
+            health=health,
+            metrics=metrics,
+            interval_s=config.interval_s,
+            offset_s=config.offset_s,
+        )
+        self.client = client
+        self.pool = pool
+        self.config = config
+        self.symbols = list(symbols)
+        self.active_symbols = list(symbols)
+        self.symbols_checked = False
+        self.filler = CandleFiller(client, pool, metrics, per_request=config.candles_per_request)
+
+    async def startup(self) -> None:
+        """Check the symbols once, then catch up (the backfill) before the first cycle."""
+        await self.check_symbols()
+        try:
+            results = await self.run_once()
+        except UpbitError as exc:
+            log.error("collector_backfill_failed", error=str(exc))
+            return
+        log.info(
+            "collector_backfilled",
+            stored=sum(r.stored for r in results),
+            requests=sum(r.requests for r in results),
+            failed=[r.symbol for r in results if r.error],
+        )
+
+    async def check_symbols(self) -> list[str]:
+        """Leave out markets Upbit does not list; report them once. Returns those left out."""
+        try:
+            listed = await self.client.krw_markets()
+        except UpbitError as exc:
+            log.warning("symbols_check_failed", error=str(exc), kind=exc.kind)
+            return []
+        self.symbols_checked = True
+        missing = unknown_symbols(self.symbols, listed)
+        if missing:
+            log.error("symbols_unavailable", symbols=missing, reason="not listed by Upbit")
+        self.active_symbols = [s for s in self.symbols if s not in missing]
+        return missing
+
+    async def run_once(self) -> list[SyncResult]:
+        """Fetch and store every active symbol's closed candles up to the clock's now."""
+        if not self.symbols_checked:
+            await self.check_symbols()
+        now = self.clock.now()
+        newest = await md.newest_closed_ts_many(self.pool, self.active_symbols)
+        results = await asyncio.gather(
+            *(self.sync_symbol(s, newest.get(s), now) for s in self.active_symbols)
+        )
+        failed = [r for r in results if r.error]
+        if failed and len(failed) == len(results):
+            raise UpbitError("all_failed", f"no symbol collected ({failed[0].error})")
+        return list(results)
+
+    async def sync_symbol(self, symbol: str, newest: datetime | None, now: datetime) -> SyncResult:
+        """One symbol's fill; any failure is logged and counted here and never spreads."""
+        floor = floor_minute(now) - timedelta(days=self.config.backfill_days)
+        start = (
+            floor
+            if newest is None
+            else max(floor, newest - (self.config.recent_candles - 1) * MINUTE)
+        )
+        try:
+            result = await self.filler.fill(symbol, start, floor_minute(now), now)
+        except (UpbitError, DependencyDown, asyncpg.PostgresError, OSError) as exc:
+            return self._failed(symbol, newest, now, exc)
+        except Exception as exc:  # a bug for one symbol must not stop the others
+            log.exception("collect_crashed", symbol=symbol)
+            return self._failed(symbol, newest, now, exc)
+        stored_newest = max(filter(None, (newest, result.newest)), default=None)
+        self._record_age(symbol, stored_newest, now)
+        result.newest = stored_newest
+        return result
+
+    def _failed(
+        self, symbol: str, newest: datetime | None, now: datetime, exc: Exception
+    ) -> SyncResult:
+        kind = getattr(exc, "kind", type(exc).__name__)
+        self.metrics.symbol_errors.labels(symbol=symbol).inc()
+        log.warning("collect_failed", symbol=symbol, kind=kind, error=str(exc)[:200])
+        self._record_age(symbol, newest, now)
+        return SyncResult(symbol, newest=newest, error=f"{kind}: {exc}"[:300])
+
+    def _record_age(self, symbol: str, newest: datetime | None, now: datetime) -> None:
+        if newest is not None:
+            self.metrics.candle_age.labels(symbol=symbol).set((now - newest).total_seconds())
+
+
+def build_collector(deps: Any) -> Collector:
+    from coinpilot.adapters.upbit import client_from_settings
+
+    client = client_from_settings(deps.http, deps.settings, deps.clock, deps.metrics)
+    collector = Collector(
+        client=client,
+        pool=deps.pool,
+        symbols=deps.settings.app.symbols,
+        config=deps.settings.app.collector,
+        clock=deps.clock,
+        health=deps.health,
+        metrics=deps.metrics,
+    )
+    # Other services read the symbols that survived the start-up check from here.
+    deps.extras["collector"] = collector
+    return collector
+
+
+def collector_factory(deps: Any) -> list[Collector]:
+    return [build_collector(deps)]
