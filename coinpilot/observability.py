@@ -8,6 +8,7 @@ One registry per app, never the process-wide default, so tests can build many ap
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -33,11 +34,42 @@ def _drop_secrets(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
+# syslog priorities as journald stores them (PRIORITY=); `journalctl -p warning` filters on it.
+PRIORITIES = {"debug": 7, "info": 6, "warning": 4, "error": 3, "critical": 2}
+
+
+def _add_priority(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+    event["priority"] = PRIORITIES.get(event.get("level", "info"), 6)
+    return event
+
+
+def stdout_is_journal() -> bool:
+    """True when systemd connected stdout to the journal ($JOURNAL_STREAM is its dev:inode)."""
+    stream = os.environ.get("JOURNAL_STREAM", "")
+    try:
+        st = os.fstat(sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        return False
+    return stream == f"{st.st_dev}:{st.st_ino}"
+
+
+class JournalJSONRenderer:
+    """One JSON object per line; under journald prefixed with ``<N>`` so PRIORITY is set."""
+
+    def __init__(self, prefix: bool) -> None:
+        self._json = structlog.processors.JSONRenderer()
+        self._prefix = prefix
+
+    def __call__(self, logger: Any, name: str, event: dict[str, Any]) -> str:
+        line = str(self._json(logger, name, event))
+        return f"<{event.get('priority', 6)}>{line}" if self._prefix else line
+
+
 def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
     """JSON lines on stdout for journald, a readable console on a terminal."""
     use_json = fmt == "json" or (fmt == "auto" and not sys.stdout.isatty())
     renderer: Any = (
-        structlog.processors.JSONRenderer()
+        JournalJSONRenderer(prefix=stdout_is_journal())
         if use_json
         else structlog.dev.ConsoleRenderer(colors=sys.stdout.isatty())
     )
@@ -45,6 +77,7 @@ def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
+            *([_add_priority] if use_json else []),
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             _drop_secrets,
             structlog.processors.format_exc_info,

@@ -204,6 +204,7 @@ class OutboxSender(PeriodicService):
         if 200 <= out.status < 300:
             await self._finish(row, "sent", None)
             self.metrics.notifications.labels(kind=kind, outcome="sent").inc()
+            log.info("notify_sent", kind=kind, outbox_id=row["id"], route=route.label)
             return 1
         self.metrics.notifications.labels(kind=kind, outcome=self._label(out.status)).inc()
         if out.status == 429:
