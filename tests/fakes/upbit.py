@@ -29,6 +29,7 @@ import contextlib
 import json
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -340,3 +341,14 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+@contextlib.asynccontextmanager
+async def running_fake_upbit(fake: FakeUpbit | None = None) -> AsyncIterator[tuple[FakeUpbit, str]]:
+    """``async with running_fake_upbit(FakeUpbit(...)) as (fake, url)``: start, then clean up."""
+    fake, runner, url = await start_fake_upbit(fake)
+    try:
+        yield fake, url
+    finally:
+        fake.release.set()
+        await runner.cleanup()
