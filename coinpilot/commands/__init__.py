@@ -5,6 +5,7 @@ COMMAND_MODULES: dict[str, str] = {
     "run": "coinpilot.commands.run",
     "migrate": "coinpilot.commands.migrate",
     "check-config": "coinpilot.commands.check_config",
+    "ai-report": "coinpilot.commands.ai_report",
     "job": "coinpilot.commands.job",
     "report": "coinpilot.commands.report",
     "backfill": "coinpilot.commands.backfill",
