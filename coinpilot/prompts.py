@@ -8,7 +8,7 @@ it is part of the input hash, so replay never answers a new prompt with an old d
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 PROMPT_VERSION = "2026-11-1"
@@ -126,7 +126,7 @@ def analyst_message(
     price: float,
     ma_gap_pct: float | None,
     patterns: Mapping[str, Any],
-    bars: list[Mapping[str, Any]],
+    bars: Sequence[Mapping[str, Any]],
 ) -> str:
     """The Analyst sees prices and shapes only: no RSI, MA or volume numbers."""
     desc, guide = REGIME_NOTES.get(regime, REGIME_NOTES["UNKNOWN"])

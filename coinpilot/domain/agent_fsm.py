@@ -170,7 +170,9 @@ def parse_analyst(data: Any) -> AnalystOpinion:
     decision = _choice(data, "decision", ("CONFIRM", "REJECT"))
     conf = data.get("confidence")
     integral = isinstance(conf, int) or (isinstance(conf, float) and conf.is_integer())
-    if isinstance(conf, bool) or not integral or not 0 <= conf <= 100:
+    if isinstance(conf, bool) or not isinstance(conf, int | float) or not integral:
+        raise SchemaViolation(f"confidence must be an integer 0-100, got {conf!r}")
+    if not 0 <= conf <= 100:
         raise SchemaViolation(f"confidence must be an integer 0-100, got {conf!r}")
     return AnalystOpinion(decision, int(conf), _text(data, "reasoning"))
 

@@ -12,7 +12,7 @@ import numpy as np
 import structlog
 
 from coinpilot.adapters import ai_records, marketdata
-from coinpilot.config import Settings
+from coinpilot.config import RegimeParams, Settings
 from coinpilot.domain.ai_shadow import GroupStats, group_stats, simulate_exit
 from coinpilot.domain.guardrail_rules import CREDIT_CODES, ERROR_CODES
 from coinpilot.domain.indicators import rsi
@@ -38,7 +38,7 @@ async def update_shadows(
     pool: asyncpg.Pool, settings: Settings, since: datetime, now: datetime
 ) -> int:
     """Simulate the exit of every candidate without a stored outcome; return how many closed."""
-    regimes = settings.app.regimes
+    regimes: dict[str, RegimeParams] = {str(k): v for k, v in settings.app.regimes.items()}
     saved = 0
     for row in await ai_records.decisions_since(pool, since):
         if row["pnl_pct"] is not None or row["candle_ts"] is None or row["regime"] not in regimes:
