@@ -156,7 +156,8 @@ def decode_json(text: str) -> Any:
 
 
 class RequestBudget:
-    """At most ``per_second`` sends per window; ``None`` disables pacing (replays)."""
+    """At most ``per_second`` sends per window; ``None`` disables pacing (replays) but a
+    429 or an unexplained ``sec=0`` still holds the next send for a window."""
 
     def __init__(self, clock: Clock, per_second: int | None) -> None:
         self.clock = clock
@@ -178,7 +179,7 @@ class RequestBudget:
             self.hold(_WINDOW_S)
 
     async def acquire(self) -> None:
-        if self.per_second is None:
+        if self.per_second is None and self._hold_until <= self.clock.monotonic():
             return
         async with self._lock:
             while True:
@@ -186,10 +187,11 @@ class RequestBudget:
                 while self._sent and now - self._sent[0] >= _WINDOW_S:
                     self._sent.popleft()
                 wait = self._hold_until - now
-                if len(self._sent) >= self.per_second:
+                if self.per_second is not None and len(self._sent) >= self.per_second:
                     wait = max(wait, self._sent[0] + _WINDOW_S - now)
                 if wait <= 0:
-                    self._sent.append(now)
+                    if self.per_second is not None:
+                        self._sent.append(now)
                     return
                 await self.clock.sleep(wait)
 

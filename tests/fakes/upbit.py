@@ -221,7 +221,7 @@ class FakeUpbit:
             return self._json(
                 f'[{{"market":"{market}","candle_date_time_utc":"2018-01-01T00:00:00",'
                 '"opening_price":NaN,"high_price":1.0,"low_price":-1.0,"trade_price":1.0,'
-                '"candle_acc_trade_volume":-5.0,"candle_acc_trade_price":1.0,"unit":1}]' % market,
+                '"candle_acc_trade_volume":-5.0,"candle_acc_trade_price":1.0,"unit":1}]',
                 9,
             )
         if fault.kind == "reset":
