@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import openai
 import structlog
 
 from coinpilot.config import Settings
@@ -38,6 +37,8 @@ async def summarise(
     key = settings.env.openai_api_key
     if key is None:
         return list(fallback[:3]), "template"
+    import openai  # imported on use: a third of a second the CLI and daemon rarely need
+
     cfg = settings.app.report
     client = openai.AsyncOpenAI(
         api_key=key.get_secret_value(),

@@ -76,6 +76,9 @@ async def run_recorded(ctx: JobContext, name: str, fn: JobFn, clock: Clock) -> s
     await _save_run(ctx, name, started, None, "running", None)
     try:
         detail, status = await fn(ctx, started), "ok"
+    except asyncio.CancelledError:
+        await _save_run(ctx, name, started, clock.now(), "cancelled", "stopped during shutdown")
+        raise
     except PartialFailure as exc:
         detail, status = str(exc), "partial"
     except Exception as exc:  # a failed run is recorded and survived; the next one retries
@@ -124,6 +127,7 @@ class JobScheduler:
         self.jobs = dict(jobs or JOBS)
         self.state = health.service(self.name)
         self.scheduler: AsyncIOScheduler | None = None
+        self.inflight: set[asyncio.Task[Any]] = set()
 
     @property
     def max_silence_s(self) -> float:
@@ -150,7 +154,23 @@ class JobScheduler:
         }
 
     async def fire(self, name: str) -> str:
-        return await run_recorded(self.ctx, name, self.jobs[name], self.clock)
+        task = asyncio.current_task()
+        if task is not None:
+            self.inflight.add(task)
+        try:
+            return await run_recorded(self.ctx, name, self.jobs[name], self.clock)
+        finally:
+            self.inflight.discard(task)  # type: ignore[arg-type]
+
+    async def _drain(self) -> None:
+        """Start nothing new, let running jobs finish within the drain budget, then stop."""
+        if self.scheduler is None or not self.scheduler.running:
+            return
+        self.scheduler.pause()
+        if self.inflight:
+            budget = self.ctx.settings.app.bot.drain_budget_s
+            await asyncio.wait(set(self.inflight), timeout=budget)
+        self.scheduler.shutdown(wait=False)
 
     async def build(self) -> AsyncIOScheduler:
         scheduler = AsyncIOScheduler(timezone=UTC)
@@ -194,8 +214,7 @@ class JobScheduler:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=self.heartbeat_s)
         finally:
-            if self.scheduler is not None and self.scheduler.running:
-                self.scheduler.shutdown(wait=False)
+            await self._drain()
             self.state.running = False
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -158,3 +160,68 @@ async def test_daemon_builds_sender_and_scheduler(
         deps = Deps(settings=make_settings(), pool=pool, redis=redis, http=http, keys=keys)
         names = [s.name for s in build_services(deps)]
     assert {"notify", "scheduler"} <= set(names)
+
+
+async def test_cli_runs_one_job_and_records_it(
+    db_dsn: str,
+    pool: asyncpg.Pool,
+    redis_url_base: str,
+    make_settings: Callable[..., Settings],
+) -> None:
+    """`coinpilot job regime` runs the job once, records it and exits 0."""
+    settings = make_settings(symbols=["KRW-BTC"])
+    env = {
+        **os.environ,
+        "COINPILOT_DATABASE_URL": db_dsn,
+        "COINPILOT_REDIS_URL": redis_url_base,
+        "PYTHONPATH": os.getcwd(),
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "coinpilot",
+        "job",
+        "regime",
+        "--config",
+        settings.source,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await proc.communicate()
+    assert proc.returncode == 0
+    assert "regime: ok (KRW-BTC=UNKNOWN)" in out.decode()
+    assert await pool.fetchval("SELECT status FROM job_runs WHERE job = 'regime'") == "ok"
+
+
+async def test_stop_waits_for_a_running_job_then_cancels_it(
+    pool: asyncpg.Pool,
+    redis: aioredis.Redis,
+    keys: Keys,
+    make_settings: Callable[..., Settings],
+) -> None:
+    """A job still running after the drain budget is cancelled and recorded as such."""
+    ctx = context(
+        make_settings(symbols=["KRW-BTC"], bot={"drain_budget_s": 0.2}), pool, redis, keys
+    )
+    started = asyncio.Event()
+
+    async def endless(ctx: JobContext, now: datetime) -> str:
+        started.set()
+        await asyncio.Event().wait()
+        return "never"
+
+    jobs = {"regime": endless}
+    sched = JobScheduler(ctx, clock=SystemClock(), health=Health(), metrics=ctx.metrics, jobs=jobs)
+    stop = asyncio.Event()
+    task = asyncio.create_task(sched.run(stop))
+    await asyncio.wait_for(started.wait(), timeout=20)
+    stop.set()
+    await asyncio.wait_for(task, timeout=10)
+
+    status = "running"
+    for _ in range(500):  # the cancelled job records itself a few loop turns later
+        status = await pool.fetchval("SELECT status FROM job_runs")
+        if status != "running":
+            break
+        await asyncio.sleep(0.02)
+    assert status == "cancelled"
