@@ -115,6 +115,14 @@ class FakeUpbit:
             old = self.series[market].rows if market in self.series else []
             self.series[market] = Series(old + mine)
 
+    def revise(self, row: CandleRow) -> None:
+        """Replace a stored minute, as Upbit does when it corrects a closed candle."""
+        series = self.series[row.symbol]
+        index = bisect.bisect_left(series.starts, row.ts)
+        if index == len(series.starts) or series.starts[index] != row.ts:
+            raise KeyError(f"{row.symbol} has no candle at {row.ts}")
+        series.rows[index] = row
+
     def add_csv(self, path: Path, market: str | None = None) -> None:
         self.add_rows(read_csv(path, market))
 
