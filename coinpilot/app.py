@@ -153,7 +153,10 @@ async def _watchdog(deps: Deps, notifier: SdNotifier, stop: asyncio.Event) -> No
 async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
     """Run the daemon until `stop` is set or a signal arrives; return the exit status."""
     from coinpilot.httpserver import start_http
+    from coinpilot.web.auth import require_token_when_exposed
 
+    # Before anything starts: a public bind without a dashboard token is a config error.
+    require_token_when_exposed(settings)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -6,7 +6,7 @@ or an HTTP installer ``HTTP_INSTALLERS.append(lambda deps: installer)``, where
 to plug a service into the daemon.
 """
 
-from coinpilot.app import HTTP_INSTALLERS, SERVICE_FACTORIES  # noqa: F401
+from coinpilot.app import HTTP_INSTALLERS, SERVICE_FACTORIES
 
 # Scheduled jobs (regime, volatility, daily report) and the Discord outbox sender.
 from coinpilot.services.scheduler import outbox_sender_factory, scheduler_factory
@@ -18,3 +18,8 @@ SERVICE_FACTORIES.append(scheduler_factory)
 from coinpilot.services.collector import collector_factory  # noqa: E402
 
 SERVICE_FACTORIES.append(collector_factory)
+
+# Read-only dashboard and its JSON API (refuses a public bind without a token).
+from coinpilot.web.routes import install as dashboard_installer  # noqa: E402
+
+HTTP_INSTALLERS.append(dashboard_installer)

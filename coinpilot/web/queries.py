@@ -1,0 +1,229 @@
+"""Every SQL statement the dashboard runs. Each one is bounded by an index and a LIMIT.
+
+The bot loop shares the pool, so a page must never scan a growing table: lists are read
+newest-first through the (symbol, time DESC) / (time DESC) indexes, the latest candle per
+symbol through the market_data primary key, and the outbox through its partial index or
+a LIMITed tail of its primary key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+Row = dict[str, Any]
+
+MAX_PAGE_SIZE = 200
+MAX_CANDLES = 500
+
+
+@dataclass(frozen=True)
+class ListFilter:
+    """One page of a history list: optional symbol, optional [start, end) window."""
+
+    symbol: str | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    limit: int = 50
+    offset: int = 0
+
+
+def _rows(records: list[asyncpg.Record]) -> list[Row]:
+    return [dict(r) for r in records]
+
+
+async def account(conn: asyncpg.Connection) -> Row | None:
+    rec = await conn.fetchrow("SELECT * FROM account_state WHERE id = 1")
+    return dict(rec) if rec else None
+
+
+async def positions(conn: asyncpg.Connection) -> list[Row]:
+    return _rows(
+        await conn.fetch(
+            "SELECT symbol, quantity, avg_price, cost_basis, regime, high_water_mark, opened_at"
+            " FROM positions ORDER BY symbol LIMIT 100"
+        )
+    )
+
+
+async def latest_candles(conn: asyncpg.Connection, symbols: list[str]) -> dict[str, Row]:
+    """The newest stored 1-minute candle of each symbol (one PK index probe per symbol)."""
+    records = await conn.fetch(
+        """
+        SELECT s.symbol, m.ts, m.close_price
+        FROM unnest($1::text[]) AS s(symbol)
+        CROSS JOIN LATERAL (
+            SELECT ts, close_price FROM market_data
+            WHERE symbol = s.symbol AND interval = '1m'
+            ORDER BY ts DESC LIMIT 1
+        ) m
+        """,
+        symbols,
+    )
+    return {r["symbol"]: dict(r) for r in records}
+
+
+async def daily_risk(conn: asyncpg.Connection, trade_date: Any) -> Row | None:
+    rec = await conn.fetchrow("SELECT * FROM daily_risk_state WHERE trade_date = $1", trade_date)
+    return dict(rec) if rec else None
+
+
+def _where(f: ListFilter, time_col: str) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    args: list[Any] = []
+    if f.symbol is not None:
+        args.append(f.symbol)
+        clauses.append(f"symbol = ${len(args)}")
+    if f.start is not None:
+        args.append(f.start)
+        clauses.append(f"{time_col} >= ${len(args)}")
+    if f.end is not None:
+        args.append(f.end)
+        clauses.append(f"{time_col} < ${len(args)}")
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
+
+
+async def trades(conn: asyncpg.Connection, f: ListFilter) -> list[Row]:
+    """Fills, newest first; fetches one extra row so the caller knows if a next page exists."""
+    where, args = _where(f, "executed_at")
+    args += [min(f.limit, MAX_PAGE_SIZE) + 1, f.offset]
+    sql = (
+        "SELECT id, symbol, side, price, quantity, notional, fee, realized_pnl, entry_price,"
+        " regime, exit_reason, strategy_name, candle_ts, executed_at"
+        f" FROM trading_history{where}"
+        f" ORDER BY executed_at DESC, id LIMIT ${len(args) - 1} OFFSET ${len(args)}"
+    )
+    return _rows(await conn.fetch(sql, *args))
+
+
+async def decisions(conn: asyncpg.Connection, f: ListFilter) -> list[Row]:
+    """AI verdicts, newest first, one extra row like `trades`."""
+    where, args = _where(f, "created_at")
+    args += [min(f.limit, MAX_PAGE_SIZE) + 1, f.offset]
+    sql = (
+        "SELECT id, symbol, strategy_name, decision, reason_code, reasoning, confidence,"
+        " model_used, price_at_decision, regime, candle_ts, latency_ms, input_tokens,"
+        " output_tokens, cost_usd, created_at"
+        f" FROM agent_decisions{where}"
+        f" ORDER BY created_at DESC, id DESC LIMIT ${len(args) - 1} OFFSET ${len(args)}"
+    )
+    return _rows(await conn.fetch(sql, *args))
+
+
+async def risk_audit(conn: asyncpg.Connection, limit: int = 50) -> list[Row]:
+    return _rows(
+        await conn.fetch(
+            "SELECT id, violation_type, symbol, description, details, ts"
+            " FROM risk_audit ORDER BY ts DESC LIMIT $1",
+            min(limit, MAX_PAGE_SIZE),
+        )
+    )
+
+
+async def candles_1m(conn: asyncpg.Connection, symbol: str, count: int) -> list[Row]:
+    """The newest ``count`` 1-minute candles, oldest first."""
+    records = await conn.fetch(
+        "SELECT ts, open_price, high_price, low_price, close_price, volume FROM market_data"
+        " WHERE symbol = $1 AND interval = '1m' ORDER BY ts DESC LIMIT $2",
+        symbol,
+        min(count, MAX_CANDLES),
+    )
+    return _rows(list(reversed(records)))
+
+
+async def candles_1h(conn: asyncpg.Connection, symbol: str, count: int) -> list[Row]:
+    """The newest ``count`` hourly candles built from stored minutes, oldest first.
+
+    Bounded: only the minutes of the last ``count`` hours before the newest candle are read.
+    """
+    count = min(count, MAX_CANDLES)
+    records = await conn.fetch(
+        """
+        WITH newest AS (
+            SELECT ts FROM market_data WHERE symbol = $1 AND interval = '1m'
+            ORDER BY ts DESC LIMIT 1
+        ), minutes AS (
+            SELECT m.* FROM market_data m, newest n
+            WHERE m.symbol = $1 AND m.interval = '1m'
+              AND m.ts > date_trunc('hour', n.ts) - make_interval(hours => $2)
+        )
+        SELECT date_trunc('hour', ts) AS ts,
+               (array_agg(open_price ORDER BY ts))[1] AS open_price,
+               max(high_price) AS high_price,
+               min(low_price) AS low_price,
+               (array_agg(close_price ORDER BY ts DESC))[1] AS close_price,
+               sum(volume) AS volume
+        FROM minutes GROUP BY 1 ORDER BY 1 DESC LIMIT $2
+        """,
+        symbol,
+        count,
+    )
+    return _rows(list(reversed(records)))
+
+
+async def regimes_between(
+    conn: asyncpg.Connection, symbol: str, start: datetime, end: datetime
+) -> list[Row]:
+    """Regime changes inside the window plus the one in force when it opened."""
+    records = await conn.fetch(
+        """
+        (SELECT regime, detected_at FROM regime_history
+         WHERE symbol = $1 AND detected_at <= $2 ORDER BY detected_at DESC LIMIT 1)
+        UNION ALL
+        (SELECT regime, detected_at FROM regime_history
+         WHERE symbol = $1 AND detected_at > $2 AND detected_at <= $3
+         ORDER BY detected_at LIMIT 500)
+        ORDER BY detected_at
+        """,
+        symbol,
+        start,
+        end,
+    )
+    return _rows(records)
+
+
+async def trades_between(
+    conn: asyncpg.Connection, symbol: str, start: datetime, end: datetime
+) -> list[Row]:
+    return _rows(
+        await conn.fetch(
+            "SELECT side, price, quantity, executed_at, candle_ts, exit_reason"
+            " FROM trading_history WHERE symbol = $1 AND executed_at >= $2"
+            " AND executed_at <= $3 ORDER BY executed_at LIMIT 200",
+            symbol,
+            start,
+            end,
+        )
+    )
+
+
+async def job_runs(conn: asyncpg.Connection) -> list[Row]:
+    return _rows(
+        await conn.fetch(
+            "SELECT job, started_at, finished_at, status, detail FROM job_runs"
+            " ORDER BY job LIMIT 100"
+        )
+    )
+
+
+async def outbox_state(conn: asyncpg.Connection) -> Row:
+    """Pending backlog (partial index) and recent failures (a bounded tail by id)."""
+    pending = await conn.fetchrow(
+        "SELECT count(*) AS pending, min(created_at) AS oldest_pending"
+        " FROM outbox WHERE status = 'pending'"
+    )
+    failures = await conn.fetch(
+        """
+        SELECT id, kind, status, attempts, last_error, created_at FROM (
+            SELECT * FROM outbox ORDER BY id DESC LIMIT 1000
+        ) recent WHERE status IN ('failed', 'disabled') ORDER BY id DESC LIMIT 20
+        """
+    )
+    return {
+        "pending": pending["pending"] if pending else 0,
+        "oldest_pending": pending["oldest_pending"] if pending else None,
+        "recent_failures": _rows(failures),
+    }

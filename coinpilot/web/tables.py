@@ -1,0 +1,300 @@
+"""HTML tables and value formatting for the pages (every cell escaped here)."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+
+def esc(value: Any) -> str:
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def when(ts: datetime | str | None, tz: ZoneInfo) -> str:
+    if ts is None:
+        return "—"
+    if isinstance(ts, str):
+        try:
+            parsed = datetime.fromisoformat(ts)
+        except ValueError:
+            return ts
+    else:
+        parsed = ts
+    return parsed.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def krw(value: Decimal | float | None) -> str:
+    return "—" if value is None else f"{Decimal(str(value)):,.0f}"
+
+
+def signed(value: Decimal | None) -> str:
+    return "—" if value is None else f"{value:+,.0f}"
+
+
+def price(value: Any) -> str:
+    if value is None:
+        return "—"
+    v = Decimal(str(value))
+    return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:,.4f}".rstrip("0").rstrip(".")
+
+
+def pct(value: Any) -> str:
+    return "—" if value is None else f"{Decimal(str(value)):+.2f}%"
+
+
+def qty(value: Any) -> str:
+    return "—" if value is None else f"{Decimal(str(value)).normalize():f}"
+
+
+def json_for_script(payload: Any) -> str:
+    """JSON safe to embed in a <script type=application/json> element."""
+    from coinpilot.web.routes import dumps
+
+    return dumps(payload).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]], empty: str, cls: str = "") -> str:
+    """Cells are HTML already escaped by the caller; each carries its header for phones."""
+    if not rows:
+        return f'<p class="empty">{esc(empty)}</p>'
+    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
+    body = "".join(
+        "<tr>"
+        + "".join(f'<td data-label="{esc(h)}">{c}</td>' for h, c in zip(headers, row, strict=True))
+        + "</tr>"
+        for row in rows
+    )
+    return (
+        f'<div class="scroll"><table class="{esc(cls)}"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{body}</tbody></table></div>"
+    )
+
+
+def _pnl_cell(value: Any) -> str:
+    if value is None:
+        return "—"
+    tone = "up" if Decimal(str(value)) > 0 else "down" if Decimal(str(value)) < 0 else ""
+    return f'<span class="{tone}">{pct(value)}</span>'
+
+
+def positions(items: list[dict[str, Any]], tz: ZoneInfo) -> str:
+    rows = [
+        [
+            esc(p["symbol"]),
+            qty(p["quantity"]),
+            price(p["avg_price"]),
+            price(p["price"]),
+            krw(p["value"]),
+            _pnl_cell(p["pnl_pct"]),
+            esc(p["regime"]),
+            esc(when(p["opened_at"], tz)),
+        ]
+        for p in items
+    ]
+    heads = ("Symbol", "Quantity", "Avg price", "Price", "Value", "PnL", "Regime", "Opened")
+    return table(heads, rows, "No open positions.", "positions")
+
+
+def symbol_status(items: list[dict[str, Any]], tz: ZoneInfo) -> str:
+    rows = []
+    for s in items:
+        st = s["status"] or {}
+        rows.append(
+            [
+                f'<a href="/market?symbol={esc(s["symbol"])}">{esc(s["symbol"])}</a>',
+                price(s["price"]),
+                esc(s["regime"] or st.get("regime") or "—"),
+                esc(st.get("action", "—")),
+                f'<span class="reason">{esc(st.get("reason", ""))}</span>',
+                esc(when(st.get("timestamp"), tz)),
+            ]
+        )
+    heads = ("Symbol", "Price", "Regime", "Action", "Reason", "At")
+    return table(heads, rows, "No symbols configured.", "status")
+
+
+def markers(items: list[dict[str, Any]], tz: ZoneInfo) -> str:
+    rows = [
+        [
+            esc(when(datetime.fromtimestamp(t["t"], tz), tz)),
+            f'<span class="side-{esc(t["side"].lower())}">{esc(t["side"])}</span>',
+            price(t["price"]),
+            esc(t["exit_reason"] or ""),
+        ]
+        for t in items
+    ]
+    return table(("Candle", "Side", "Price", "Exit reason"), rows, "No fills in this window.")
+
+
+def trades(items: list[dict[str, Any]], tz: ZoneInfo) -> str:
+    rows = [
+        [
+            esc(when(t["executed_at"], tz)),
+            esc(t["symbol"]),
+            f'<span class="side-{esc(t["side"].lower())}">{esc(t["side"])}</span>',
+            price(t["price"]),
+            qty(t["quantity"]),
+            krw(t["notional"]),
+            krw(t["fee"]),
+            signed(t["realized_pnl"]),
+            esc(t["regime"] or ""),
+            esc(t["exit_reason"] or ""),
+        ]
+        for t in items
+    ]
+    heads = (
+        "Executed", "Symbol", "Side", "Price", "Quantity", "Notional", "Fee", "PnL", "Regime",
+        "Exit reason",
+    )  # fmt: skip
+    return table(heads, rows, "No trades match.", "trades")
+
+
+def decisions(items: list[dict[str, Any]], tz: ZoneInfo) -> str:
+    rows = []
+    for d in items:
+        tone = "up" if d["decision"] == "CONFIRM" else "down"
+        reasoning = esc(d["reasoning"] or "")
+        rows.append(
+            [
+                esc(when(d["created_at"], tz)),
+                esc(d["symbol"]),
+                f'<span class="{tone}">{esc(d["decision"])}</span>',
+                esc(d["reason_code"] or ""),
+                esc(d["confidence"] if d["confidence"] is not None else "—"),
+                f"<details><summary>{reasoning[:80] or '—'}</summary><p>{reasoning}</p></details>",
+                esc(d["model_used"] or "—"),
+                esc(f"${d['cost_usd']:.4f}" if d["cost_usd"] is not None else "—"),
+                esc(f"{d['latency_ms']} ms" if d["latency_ms"] is not None else "—"),
+            ]
+        )
+    heads = (
+        "At", "Symbol", "Decision", "Code", "Confidence", "Reasoning", "Model", "Cost", "Latency",
+    )  # fmt: skip
+    return table(heads, rows, "No AI decisions match.", "decisions")
+
+
+def usage(items: dict[str, dict[str, Any]]) -> str:
+    names = {
+        "daily_buys": "BUY fills today",
+        "open_positions": "Open positions",
+        "exposure_krw": "Exposure (KRW)",
+        "daily_loss_krw": "Loss today (KRW)",
+        "consecutive_losses": "Consecutive losses",
+    }
+    rows = []
+    for key, label in names.items():
+        u = items[key]
+        fmt = krw if key.endswith("_krw") else esc
+        bar = (
+            f'<progress max="100" value="{esc(min(Decimal(100), u["pct"]))}"></progress>'
+            f" {esc(u['pct'])}%"
+            if u["pct"] is not None
+            else "—"
+        )
+        rows.append([esc(label), fmt(u["used"]), fmt(u["limit"]), bar])
+    return table(("Limit", "Used", "Limit", "Usage"), rows, "", "usage")
+
+
+def audit(items: list[dict[str, Any]], tz: ZoneInfo) -> str:
+    rows = [
+        [
+            esc(when(a["ts"], tz)),
+            esc(a["violation_type"]),
+            esc(a["symbol"] or ""),
+            esc(a["description"] or ""),
+        ]
+        for a in items
+    ]
+    return table(("At", "Type", "Symbol", "Description"), rows, "No risk events recorded.")
+
+
+def services(items: dict[str, dict[str, Any]], tz: ZoneInfo) -> str:
+    rows = [
+        [
+            esc(name),
+            "running" if s["running"] else '<span class="down">stopped</span>',
+            esc(when(s["last_success"], tz)),
+            esc(s["last_error"] or ""),
+            esc(s["degraded"] or ""),
+        ]
+        for name, s in items.items()
+    ]
+    heads = ("Service", "State", "Last success", "Last error", "Degraded")
+    return table(heads, rows, "No services registered.")
+
+
+def candle_ages(items: list[dict[str, Any]], tz: ZoneInfo) -> str:
+    rows = []
+    for c in items:
+        age = c["age_s"]
+        stale = age is None or age > 120
+        shown = "no data" if age is None else f"{age:,.0f} s"
+        rows.append(
+            [
+                esc(c["symbol"]),
+                esc(when(c["last_candle"], tz)),
+                f'<span class="{"down" if stale else "up"}">{esc(shown)}</span>',
+            ]
+        )
+    return table(("Symbol", "Newest candle", "Age since close"), rows, "")
+
+
+def jobs(items: list[dict[str, Any]], tz: ZoneInfo) -> str:
+    rows = [
+        [
+            esc(j["job"]),
+            esc(when(j["started_at"], tz)),
+            esc(when(j["finished_at"], tz)),
+            f'<span class="{"up" if j["status"] == "ok" else "down"}">{esc(j["status"])}</span>',
+            esc(j["detail"] or ""),
+        ]
+        for j in items
+    ]
+    heads = ("Job", "Started", "Finished", "Status", "Detail")
+    return table(heads, rows, "No job has run yet.")
+
+
+def outbox(state: dict[str, Any], tz: ZoneInfo) -> str:
+    oldest = when(state["oldest_pending"], tz) if state["oldest_pending"] else "—"
+    summary = f'<p class="note">Pending: {esc(state["pending"])} · oldest: {esc(oldest)}</p>'
+    rows = [
+        [
+            esc(when(f["created_at"], tz)),
+            esc(f["kind"]),
+            esc(f["status"]),
+            esc(f["attempts"]),
+            esc(f["last_error"] or ""),
+        ]
+        for f in state["recent_failures"]
+    ]
+    heads = ("Created", "Kind", "Status", "Attempts", "Last error")
+    return summary + table(heads, rows, "No failed notifications.")
+
+
+def guardrails(state: dict[str, Any] | None) -> str:
+    if state is None:
+        return '<p class="note warn">Redis is unreachable: guardrail state unknown.</p>'
+    block = state["global_block"]
+    lines = [
+        ("Global block", f"{block} ({state['global_block_ttl_s']} s left)" if block else "none"),
+        ("Error streak", f"{state['error_streak']} / {state['error_streak_threshold']}"),
+        (
+            "Calls this hour",
+            f"{state['calls_this_hour']['used']} / {state['calls_this_hour']['limit']}",
+        ),
+        ("Calls today", f"{state['calls_today']['used']} / {state['calls_today']['limit']}"),
+    ]
+    facts = table(("Guardrail", "State"), [[esc(a), esc(b)] for a, b in lines], "")
+    rows = [
+        [
+            esc(s["symbol"]),
+            esc(f"{s['cooldown_s']} s" if s["cooldown_s"] else "none"),
+            esc(s["reject_count"]),
+        ]
+        for s in state["symbols"]
+    ]
+    return facts + table(("Symbol", "Cooldown left", "Recent rejects"), rows, "")

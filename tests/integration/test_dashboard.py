@@ -1,0 +1,281 @@
+"""The dashboard's JSON API and pages against real PostgreSQL and Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+import redis.asyncio as aioredis
+
+from coinpilot.adapters.cache import Keys
+from coinpilot.app import Deps, serve
+from coinpilot.clock import SimulatedClock
+from coinpilot.config import Settings
+from coinpilot.errors import ConfigError
+from coinpilot.httpserver import start_http
+from coinpilot.web.routes import install
+from tests.integration.dashboard_data import XSS, Seeded, seed_book
+
+TOKEN = "s3cret-dashboard-token-for-tests"
+
+
+@dataclass
+class Dashboard:
+    url: str
+    deps: Deps
+    seeded: Seeded
+    session: aiohttp.ClientSession
+
+    async def get(self, path: str, **kw: Any) -> tuple[int, Any]:
+        async with self.session.get(self.url + path, **kw) as resp:
+            if resp.content_type == "application/json":
+                return resp.status, await resp.json()
+            return resp.status, await resp.text()
+
+
+async def start_dashboard(
+    settings: Settings, pool: asyncpg.Pool, redis: aioredis.Redis, keys: Keys, seeded: Seeded
+) -> tuple[Deps, aiohttp.web.AppRunner, str]:
+    """The daemon's HTTP server with the dashboard installed, on a free loopback port."""
+    deps = Deps(
+        settings=settings,
+        pool=pool,
+        redis=redis,
+        http=aiohttp.ClientSession(),
+        clock=SimulatedClock(seeded.now),
+        keys=keys,
+    )
+    runner, port = await start_http(deps, "127.0.0.1", 0, [install(deps)])
+    return deps, runner, f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture
+async def dash(
+    pool: asyncpg.Pool,
+    redis: aioredis.Redis,
+    keys: Keys,
+    data_dir: Path,
+    make_settings: Callable[..., Settings],
+) -> AsyncIterator[Dashboard]:
+    seeded = await seed_book(pool, redis, keys, data_dir)
+    settings = make_settings(symbols=["KRW-BTC", "KRW-ETH"])
+    deps, runner, url = await start_dashboard(settings, pool, redis, keys, seeded)
+    async with aiohttp.ClientSession() as session:
+        yield Dashboard(url, deps, seeded, session)
+    await runner.cleanup()
+    await deps.http.close()
+
+
+async def test_overview_marks_positions_at_the_latest_candle(dash: Dashboard) -> None:
+    """Equity is cash plus the open position marked at the newest stored close, exactly."""
+    status, body = await dash.get("/api/overview")
+    assert status == 200
+    close = dash.seeded.last_close
+    value = Decimal("0.04") * close
+    assert Decimal(body["cash"]) == Decimal("9500000")
+    assert Decimal(body["exposure"]) == value
+    assert Decimal(body["equity"]) == Decimal("9500000") + value
+    assert Decimal(body["today_pnl"]) == Decimal("9500000") + value - Decimal("10000000")
+    [pos] = body["positions"]
+    expected_pct = ((close - Decimal(11000000)) / Decimal(11000000) * 100).quantize(Decimal("0.01"))
+    assert Decimal(pos["pnl_pct"]) == expected_pct
+    btc = next(s for s in body["symbols"] if s["symbol"] == "KRW-BTC")
+    assert btc["status"]["action"] == "HOLD (POS)"
+    assert btc["regime"] == "BEAR"
+    assert body["today"]["buy_count"] == 2
+
+
+async def test_trades_filter_by_symbol_day_and_page(dash: Dashboard) -> None:
+    """Trades narrow by symbol and by KST day, and pages split the list with has_next."""
+    _, everything = await dash.get("/api/trades")
+    assert len(everything["items"]) == 3
+    _, eth = await dash.get("/api/trades", params={"symbol": "KRW-ETH"})
+    assert {t["symbol"] for t in eth["items"]} == {"KRW-ETH"}
+    assert len(eth["items"]) == 2
+    _, first = await dash.get("/api/trades", params={"limit": "2"})
+    _, second = await dash.get("/api/trades", params={"limit": "2", "page": "2"})
+    assert first["has_next"] is True
+    assert second["has_next"] is False
+    ids = {t["id"] for t in first["items"]} | {t["id"] for t in second["items"]}
+    assert len(ids) == 3
+    _, other_day = await dash.get("/api/trades", params={"day": "2019-01-01"})
+    assert other_day["items"] == []
+    kst_day = dash.seeded.buy_ts.astimezone(dash.deps.settings.app.tz).date().isoformat()
+    _, same_day = await dash.get("/api/trades", params={"day": kst_day})
+    assert len(same_day["items"]) >= 2
+
+
+async def test_decisions_carry_reasoning_model_and_cost(dash: Dashboard) -> None:
+    """AI decisions come back newest first with reasoning, confidence, model and cost."""
+    _, body = await dash.get("/api/decisions")
+    assert [d["decision"] for d in body["items"]] == ["REJECT", "CONFIRM"]
+    reject = body["items"][0]
+    assert reject["confidence"] == 41
+    assert reject["model_used"] == "claude-test-model"
+    assert Decimal(reject["cost_usd"]) == Decimal("0.0061")
+    _, btc = await dash.get("/api/decisions", params={"symbol": "KRW-BTC"})
+    assert [d["symbol"] for d in btc["items"]] == ["KRW-BTC"]
+
+
+async def test_market_series_has_bands_regimes_and_markers(dash: Dashboard) -> None:
+    """The 1-minute chart holds 240 candles, MA20 from the first one, BEAR shading, fills."""
+    status, body = await dash.get("/api/market/KRW-BTC")
+    assert status == 200
+    assert len(body["candles"]) == 240
+    assert all(v is not None for v in body["ma20"])
+    closes = [c["c"] for c in body["candles"]]
+    assert body["ma20"][-1] == pytest.approx(sum(closes[-20:]) / 20)
+    assert all(lo < hi for lo, hi in zip(body["bb_lower"], body["bb_upper"], strict=True))
+    assert body["regimes"][-1]["regime"] == "BEAR"
+    assert {t["side"] for t in body["trades"]} == {"BUY"}
+    _, hourly = await dash.get("/api/market/KRW-BTC", params={"interval": "1h"})
+    assert 9 <= len(hourly["candles"]) <= 11
+    assert all(c["t"] % 3600 == 0 for c in hourly["candles"])
+
+
+async def test_risk_reports_usage_against_limits(dash: Dashboard) -> None:
+    """Risk shows today's BUY count, positions and exposure against the configured limits."""
+    _, body = await dash.get("/api/risk")
+    usage = body["usage"]
+    assert usage["daily_buys"] == {"used": 2, "limit": 10, "pct": "20.0"}
+    assert usage["open_positions"]["used"] == 1
+    assert usage["open_positions"]["limit"] == 3
+    assert usage["consecutive_losses"]["used"] == 1
+    assert body["audit"][0]["violation_type"] == "MAX_POSITIONS"
+
+
+async def test_system_shows_candle_age_jobs_outbox_and_guardrails(dash: Dashboard) -> None:
+    """System reports candle age from the clock, job runs, outbox backlog and guardrail keys."""
+    _, body = await dash.get("/api/system")
+    ages = {c["symbol"]: c["age_s"] for c in body["candles"]}
+    assert ages == {"KRW-BTC": 30.0, "KRW-ETH": None}
+    assert {j["job"]: j["status"] for j in body["jobs"]} == {"regime": "ok", "volatility": "error"}
+    assert body["outbox"]["pending"] == 2
+    assert body["outbox"]["recent_failures"][0]["last_error"] == "HTTP 500 from webhook"
+    guard = body["ai"]["guardrails"]
+    assert guard["calls_this_hour"]["used"] == 3
+    assert guard["calls_today"]["used"] == 7
+    eth = next(s for s in guard["symbols"] if s["symbol"] == "KRW-ETH")
+    assert eth["reject_count"] == 2
+    assert 0 < eth["cooldown_s"] <= 600
+
+
+async def test_pages_render_and_escape_model_text(dash: Dashboard) -> None:
+    """Every page renders; model-written reasoning is escaped, never executed as markup."""
+    for path in ("/", "/market?symbol=KRW-BTC", "/history", "/risk", "/system"):
+        status, text = await dash.get(path)
+        assert status == 200, path
+        assert '<main id="main">' in text
+    _, history = await dash.get("/history")
+    assert XSS not in history
+    assert "&lt;script&gt;window.__pwned" in history
+    assert "TAKE_PROFIT" in history
+
+
+async def test_bad_parameters_get_a_clear_400(dash: Dashboard) -> None:
+    """Malformed filters are refused with a message naming the parameter."""
+    for params, word in (
+        ({"day": "yesterday"}, "day"),
+        ({"page": "0"}, "page"),
+        ({"limit": "5000"}, "limit"),
+        ({"symbol": "btc"}, "symbol"),
+    ):
+        status, body = await dash.get("/api/trades", params=params)
+        assert status == 400, params
+        assert word in body["detail"]
+    status, _ = await dash.get("/api/market/KRW-NOPE")
+    assert status == 404
+
+
+async def test_dashboard_accepts_no_writes(dash: Dashboard) -> None:
+    """Every dashboard route is read-only: POST, PUT and DELETE are refused with 405."""
+    for method in ("POST", "PUT", "DELETE"):
+        for path in ("/", "/api/overview", "/history", "/api/trades"):
+            async with dash.session.request(method, dash.url + path) as resp:
+                assert resp.status == 405, (method, path)
+
+
+async def test_token_guards_pages_but_not_health_or_metrics(
+    pool: asyncpg.Pool,
+    redis: aioredis.Redis,
+    keys: Keys,
+    data_dir: Path,
+    make_settings: Callable[..., Settings],
+) -> None:
+    """With a token, pages and API need it (header or login cookie); /health and /metrics do not."""
+    seeded = await seed_book(pool, redis, keys, data_dir)
+    settings = make_settings(env={"COINPILOT_DASHBOARD_TOKEN": TOKEN}, symbols=["KRW-BTC"])
+    deps, runner, url = await start_dashboard(settings, pool, redis, keys, seeded)
+    try:
+        async with aiohttp.ClientSession() as anon:
+            for path in ("/", "/api/overview", "/system"):
+                async with anon.get(url + path) as resp:
+                    assert resp.status == 401, path
+            async with anon.get(url + "/api/overview", headers={"Authorization": "Bearer x"}) as r:
+                assert r.status == 401
+            async with anon.get(url + "/metrics") as resp:
+                assert resp.status == 200
+            async with anon.get(url + "/health") as resp:
+                assert resp.status in (200, 503)
+            auth = {"Authorization": f"Bearer {TOKEN}"}
+            async with anon.get(url + "/api/overview", headers=auth) as resp:
+                assert resp.status == 200
+        # unsafe=True: aiohttp's jar ignores cookies from bare IP hosts unless told otherwise.
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
+            async with browser.get(url + "/login", params={"token": "wrong"}) as resp:
+                assert resp.status == 401
+            async with browser.get(url + "/login", params={"token": TOKEN}) as resp:
+                assert resp.status == 200
+                assert "Overview" in await resp.text()
+            async with browser.get(url + "/history") as resp:
+                assert resp.status == 200
+    finally:
+        await runner.cleanup()
+        await deps.http.close()
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.20", "::", "dashboard.example"])
+async def test_public_bind_without_token_refuses_to_start(
+    host: str, make_settings: Callable[..., Settings]
+) -> None:
+    """serve() raises ConfigError before opening anything when the bind is public and no token."""
+    settings = make_settings(http={"host": host, "port": 0})
+    with pytest.raises(ConfigError, match="COINPILOT_DASHBOARD_TOKEN"):
+        await serve(settings, asyncio.Event())
+
+
+async def test_coinpilot_run_exits_2_on_public_bind_without_token(tmp_path: Path) -> None:
+    """`coinpilot run` on 0.0.0.0 without a token exits with status 2 and names the variable."""
+    env = {"COINPILOT_HTTP_HOST": "0.0.0.0", "STATE_DIRECTORY": str(tmp_path), "PATH": "/usr/bin"}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "coinpilot",
+        "run",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    assert proc.returncode == 2
+    assert b"COINPILOT_DASHBOARD_TOKEN" in err
+
+
+async def test_loopback_bind_needs_no_token(make_settings: Callable[..., Settings]) -> None:
+    """On 127.0.0.1 or ::1 the token is optional; a short token is refused anywhere."""
+    from coinpilot.web.auth import require_token_when_exposed
+
+    assert require_token_when_exposed(make_settings(http={"host": "127.0.0.1"})) is None
+    assert require_token_when_exposed(make_settings(http={"host": "::1"})) is None
+    public = make_settings(env={"COINPILOT_DASHBOARD_TOKEN": TOKEN}, http={"host": "0.0.0.0"})
+    assert require_token_when_exposed(public) == TOKEN
+    with pytest.raises(ConfigError, match="16 characters"):
+        require_token_when_exposed(make_settings(env={"COINPILOT_DASHBOARD_TOKEN": "short"}))
