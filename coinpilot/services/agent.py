@@ -164,6 +164,14 @@ class AgentRunner:
         self._slots = asyncio.Semaphore(self.cfg.max_concurrency)
 
     async def review(self, candidate: EntryCandidate) -> AiVerdict:
+        try:
+            return await self._review(candidate)
+        except Exception as exc:  # a bug here must cost one entry, never the bot loop
+            log.exception("ai_review_crashed", symbol=candidate.symbol, error=type(exc).__name__)
+            self.metrics.ai_decisions.labels(outcome="rejected", reason="internal_error").inc()
+            return AiVerdict(False, "internal_error", f"AI Analysis Error: {type(exc).__name__}")
+
+    async def _review(self, candidate: EntryCandidate) -> AiVerdict:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.cfg.timeout_s
         started = time.perf_counter()
