@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import aiohttp
 import asyncpg
@@ -27,6 +28,13 @@ def context(
     settings: Settings, pool: asyncpg.Pool, redis: aioredis.Redis, keys: Keys
 ) -> JobContext:
     return JobContext(settings=settings, pool=pool, redis=redis, keys=keys, metrics=Metrics())
+
+
+def far_from_now(hours: float = 12.0) -> dict[str, str]:
+    """Schedules whose daily slots are hours away, so no start-up catch-up can trigger."""
+    later = datetime.now(UTC) + timedelta(hours=hours)
+    kst = later.astimezone(ZoneInfo("Asia/Seoul"))
+    return {"volatility_time_utc": f"{later:%H:%M}", "report_time_local": f"{kst:%H:%M}"}
 
 
 def recorder(calls: list[str], name: str, fired: asyncio.Event | None = None) -> JobFn:
@@ -69,7 +77,7 @@ async def test_start_runs_regime_and_missing_volatility_then_stops(
     make_settings: Callable[..., Settings],
 ) -> None:
     """At start the regime job and (state missing) the volatility job run and are recorded."""
-    ctx = context(make_settings(symbols=["KRW-BTC"]), pool, redis, keys)
+    ctx = context(make_settings(symbols=["KRW-BTC"], schedules=far_from_now()), pool, redis, keys)
     calls: list[str] = []
     fired = {"regime": asyncio.Event(), "volatility": asyncio.Event()}
     jobs = {
@@ -101,7 +109,7 @@ async def test_volatility_waits_for_its_slot_when_state_exists(
     make_settings: Callable[..., Settings],
 ) -> None:
     """With every symbol's state published, volatility is not run at start."""
-    ctx = context(make_settings(symbols=["KRW-BTC"]), pool, redis, keys)
+    ctx = context(make_settings(symbols=["KRW-BTC"], schedules=far_from_now()), pool, redis, keys)
     await redis.set(keys.volatility("KRW-BTC"), json.dumps({"volatility_pct": 0.1}))
     sched = JobScheduler(ctx, clock=SystemClock(), health=Health(), metrics=ctx.metrics)
     scheduler = await sched.build()
@@ -110,7 +118,7 @@ async def test_volatility_waits_for_its_slot_when_state_exists(
         soon = datetime.now(UTC) + timedelta(minutes=1)
         assert scheduler.get_job("regime").next_run_time < soon
         vol_next = scheduler.get_job("volatility").next_run_time
-        assert (vol_next.hour, vol_next.minute) == (0, 5)
+        assert f"{vol_next.astimezone(UTC):%H:%M}" == ctx.settings.app.schedules.volatility_time_utc
     finally:
         scheduler.shutdown(wait=False)
 
@@ -201,7 +209,10 @@ async def test_stop_waits_for_a_running_job_then_cancels_it(
 ) -> None:
     """A job still running after the drain budget is cancelled and recorded as such."""
     ctx = context(
-        make_settings(symbols=["KRW-BTC"], bot={"drain_budget_s": 0.2}), pool, redis, keys
+        make_settings(symbols=["KRW-BTC"], bot={"drain_budget_s": 0.2}, schedules=far_from_now()),
+        pool,
+        redis,
+        keys,
     )
     started = asyncio.Event()
 
@@ -225,3 +236,31 @@ async def test_stop_waits_for_a_running_job_then_cancels_it(
             break
         await asyncio.sleep(0.02)
     assert status == "cancelled"
+
+
+@pytest.mark.parametrize(
+    ("minutes_ago", "ran_since", "expected"),
+    [(5, False, True), (5, True, False), (180, False, False)],
+)
+async def test_report_missed_while_down_is_caught_up_within_grace(
+    pool: asyncpg.Pool,
+    redis: aioredis.Redis,
+    keys: Keys,
+    make_settings: Callable[..., Settings],
+    minutes_ago: int,
+    ran_since: bool,
+    expected: bool,
+) -> None:
+    """A report slot passed within its 2 h grace and not yet run is run once at start."""
+    slot = datetime.now(UTC) - timedelta(minutes=minutes_ago)
+    local = slot.astimezone(ZoneInfo("Asia/Seoul"))
+    ctx = context(
+        make_settings(schedules={"report_time_local": f"{local:%H:%M}"}), pool, redis, keys
+    )
+    if ran_since:
+        await pool.execute(
+            "INSERT INTO job_runs (job, started_at, status) VALUES ('report', now(), 'ok')"
+        )
+    sched = JobScheduler(ctx, clock=SystemClock(), health=Health(), metrics=ctx.metrics)
+    trigger, grace = sched.triggers()["report"]
+    assert await sched.missed_while_down("report", trigger, grace) is expected
