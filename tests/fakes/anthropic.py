@@ -8,7 +8,8 @@
 Replies are scripted: ``fake.script(reply, ...)`` queues replies consumed in order; a reply
 with ``match`` is only used for a request whose tool name or user text contains it, so
 concurrent symbols can be scripted independently. With nothing queued, ``default`` answers
-(CONFIRM 80 for the Analyst tool, SAFE otherwise). ``requests`` records every request.
+(CONFIRM 80 for the Analyst tool, SAFE otherwise). ``requests`` records every request;
+``max_in_flight`` is the highest number of requests held at the same time.
 """
 
 from __future__ import annotations
@@ -99,6 +100,8 @@ class FakeAnthropic:
         self.queue: list[Reply] = []
         self.default: Callable[[dict[str, Any]], Reply] = _default
         self.requests: list[Seen] = []
+        self.in_flight = 0
+        self.max_in_flight = 0  # the most requests ever held at once
         self._ids = itertools.count(1)
         self._runner: web.AppRunner | None = None
         self.base_url = ""
@@ -147,8 +150,13 @@ class FakeAnthropic:
         seen = Seen(body, headers, _tool(body), _user_text(body))
         self.requests.append(seen)
         reply = self._pick(seen)
-        if reply.delay_s:
-            await asyncio.sleep(reply.delay_s)
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            if reply.delay_s:
+                await asyncio.sleep(reply.delay_s)
+        finally:
+            self.in_flight -= 1
         if reply.status != 200:
             return _error(reply.status, reply.error_type, reply.message, rid, reply.headers)
         return web.json_response(_message(body, seen.tool, reply), headers={"request-id": rid})

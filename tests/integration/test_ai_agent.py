@@ -185,6 +185,15 @@ async def test_stalled_call_times_out_while_other_symbols_proceed(
     assert await redis.get(keys.ai_error_streak()) == "1"  # timeouts feed the error streak
 
 
+async def test_concurrent_reviews_are_bounded(build: Any, fake: Any) -> None:
+    """Reviews of different symbols overlap at the model, but never more than ai.max_concurrency."""
+    fake.script(*[fk.confirm(delay_s=0.3, match=s) for s in SYMBOLS[:4]])
+    step, _ = build(max_concurrency=2)
+    verdicts = await asyncio.gather(*(step.review(candidate(s)) for s in SYMBOLS[:4]))
+    assert all(v.approved for v in verdicts)
+    assert fake.max_in_flight == 2
+
+
 async def test_five_errors_in_a_row_block_globally_for_30_minutes(
     build: Any, fake: Any, redis: Any, keys: Any
 ) -> None:
