@@ -59,14 +59,12 @@ def day_keys(ts: npt.NDArray[np.int64], tz: ZoneInfo) -> npt.NDArray[np.int64]:
     if len(ts) == 0:
         return np.empty(0, dtype=np.int64)
     # The offset can change (DST) inside a long run: look it up once per UTC day.
-    utc_days = ts // 86400
-    keys = np.empty(len(ts), dtype=np.int64)
-    for day in np.unique(utc_days):
-        mask = utc_days == day
-        offset = datetime.fromtimestamp(int(day) * 86400 + 43200, UTC).astimezone(tz).utcoffset()
-        shift = int(offset.total_seconds()) if offset else 0
-        keys[mask] = (ts[mask] + shift) // 86400
-    return keys
+    days, inverse = np.unique(ts // 86400, return_inverse=True)
+    shifts = np.empty(len(days), dtype=np.int64)
+    for j, day in enumerate(days.tolist()):
+        offset = datetime.fromtimestamp(day * 86400 + 43200, UTC).astimezone(tz).utcoffset()
+        shifts[j] = int(offset.total_seconds()) if offset else 0
+    return (ts + shifts[inverse]) // 86400
 
 
 def daily_closes(

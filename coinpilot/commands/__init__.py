@@ -10,4 +10,5 @@ COMMAND_MODULES: dict[str, str] = {
     "report": "coinpilot.commands.report",
     "backfill": "coinpilot.commands.backfill",
     "import-csv": "coinpilot.commands.import_csv",
+    "backtest": "coinpilot.commands.backtest",
 }

@@ -1,0 +1,123 @@
+"""Per-candle inputs of the event loop: entry outcomes, windowed RSI14 and exit candidates.
+
+Entry outcomes come from the strategy core's whole-history pass when it is available and
+otherwise from ``compute_snapshot`` + ``evaluate_entry`` candle by candle — the live code,
+slower. Exit candidates are a vectorised *superset* of the minutes where ``evaluate_exit``
+can fire (a small tolerance on every threshold); the event loop then asks ``evaluate_exit``
+itself at each candidate, so the decision is always the live function's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from coinpilot.backtest.timeline import REGIME_CODES
+from coinpilot.config import AppConfig
+from coinpilot.domain.candles import Candles
+from coinpilot.domain.exits import effective_exit_params
+from coinpilot.domain.signals import WindowedRsi, entry_signals
+from coinpilot.domain.snapshot import IndicatorParams, compute_snapshot
+from coinpilot.domain.strategy import CODE_INDEX, evaluate_entry
+
+F64 = npt.NDArray[np.float64]
+EPS = 1e-9  # relative slack that keeps the candidate set a superset of float/Decimal edges
+
+
+def entry_codes(c: Candles, regime: npt.NDArray[np.int8], app: AppConfig) -> npt.NDArray[np.int16]:
+    """ENTRY_CODES index per candle (0 = passed), given the regime code at each candle."""
+    sig = entry_signals(
+        c, regime, app.regimes, window=app.bot.candle_window, min_candles=app.bot.min_candles
+    )
+    return sig.codes.astype(np.int16)
+
+
+def windowed_rsi14(c: Candles, app: AppConfig) -> F64:
+    """RSI14 of each candle's live window (what the exit check reads)."""
+    period = app.regimes["SIDEWAYS"].entry.rsi_period
+    return WindowedRsi(c.close, period, app.bot.candle_window).at_lag(0)
+
+
+def entry_codes_slow(
+    c: Candles, regime: npt.NDArray[np.int8], app: AppConfig
+) -> npt.NDArray[np.int16]:
+    """ENTRY_CODES index per candle, by the live evaluator on each 200-candle window."""
+    window, min_candles = app.bot.candle_window, app.bot.min_candles
+    hours = app.regime_detection.min_hourly_candles
+    out = np.empty(len(c), dtype=np.int16)
+    for i in range(len(c)):
+        name = REGIME_CODES[int(regime[i])]
+        params = IndicatorParams.for_regime(name, app.regimes)
+        snap = compute_snapshot(c.slice(max(0, i + 1 - window), i + 1), params, window)
+        decision = evaluate_entry(
+            snap, name, app.regimes, min_candles=min_candles, regime_hours_needed=hours
+        )
+        out[i] = CODE_INDEX[decision.reason_code]
+    return out
+
+
+@dataclass(frozen=True)
+class ExitTable:
+    """Effective exit thresholds by current regime code, for one entry regime (SPEC §7.1)."""
+
+    stop_loss: F64
+    take_profit: F64
+    trailing: F64
+    activation: F64
+    overbought: F64
+    min_profit: F64
+    time_limit_s: F64
+
+
+def exit_table(entry_regime: str, app: AppConfig) -> ExitTable:
+    rows = [effective_exit_params(entry_regime, name, app.regimes) for name in REGIME_CODES]
+
+    def col(name: str, scale: float = 1.0) -> F64:
+        return np.array([getattr(p, name) * scale for p in rows], dtype=np.float64)
+
+    return ExitTable(
+        col("stop_loss_pct"), col("take_profit_pct"), col("trailing_stop_pct"),
+        col("trailing_stop_activation_pct"), col("rsi_overbought"),
+        col("rsi_exit_min_profit_pct"), col("time_limit_hours", 3600.0),
+    )  # fmt: skip
+
+
+def exit_candidates(
+    close: F64,
+    rsi14: F64,
+    regime: npt.NDArray[np.int8],
+    elapsed_s: F64,
+    avg: float,
+    hwm0: float,
+    table: ExitTable,
+) -> tuple[npt.NDArray[np.intp], F64]:
+    """Indices (into the given tick arrays) where an exit may fire, and the running HWM.
+
+    The arrays cover consecutive ticks of one open position; ``hwm0`` is the stored HWM
+    before the first of them. The HWM returned at i includes close[i] (what the exit check
+    stores when it does not fire).
+    """
+    hwm = np.maximum(hwm0, np.maximum.accumulate(close))
+    pnl = close / avg - 1.0
+    sl, tp = table.stop_loss[regime], table.take_profit[regime]
+    act, trail = table.activation[regime], table.trailing[regime]
+    with np.errstate(invalid="ignore"):
+        maybe = pnl <= -sl + EPS
+        maybe |= ((hwm / avg - 1.0) >= act - EPS) & (close <= hwm * (1.0 - trail) * (1 + EPS))
+        maybe |= pnl >= tp - EPS
+        maybe |= (rsi14 > table.overbought[regime] - EPS) & (pnl >= table.min_profit[regime] - EPS)
+        maybe |= elapsed_s > table.time_limit_s[regime] - 1.0
+    return np.flatnonzero(maybe), hwm
+
+
+def windowed_rsi14_slow(c: Candles, app: AppConfig, regime: Sequence[int]) -> F64:
+    """RSI14 of each candle's live window (what the exit check reads), candle by candle."""
+    window = app.bot.candle_window
+    out = np.empty(len(c), dtype=np.float64)
+    for i in range(len(c)):
+        params = IndicatorParams.for_regime(REGIME_CODES[int(regime[i])], app.regimes)
+        out[i] = compute_snapshot(c.slice(max(0, i + 1 - window), i + 1), params, window).rsi14
+    return out
