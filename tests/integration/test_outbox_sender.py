@@ -295,3 +295,28 @@ async def test_rows_left_by_a_killed_sender_are_delivered_exactly_once(
     await drain_until(make_sender(settings, pool, http), pool)
     assert Counter(outbox_id(r) for r in discord.delivered) == Counter(ids)
     assert {s for s, _ in (await statuses(pool)).values()} == {"sent"}
+
+
+async def test_service_announces_start_and_stop(
+    pool: asyncpg.Pool,
+    discord: FakeDiscord,
+    http: aiohttp.ClientSession,
+    make_settings: Callable[..., Settings],
+) -> None:
+    """As a daemon service the sender posts a start notice, then a stop notice on shutdown."""
+    url = discord.add_hook()
+    settings = make_settings(env={"COINPILOT_DISCORD_WEBHOOK_URL": url}, notify=QUICK)
+    sender = make_sender(settings, pool, http)
+    stop = asyncio.Event()
+    task = asyncio.create_task(sender.run(stop))
+    for _ in range(400):  # the first cycle runs right after start-up
+        if discord.delivered:
+            break
+        await asyncio.sleep(0.05)
+    assert sender.state.running
+    stop.set()
+    await asyncio.wait_for(task, timeout=10)
+    events = [r.payload["embeds"][0]["title"] for r in discord.delivered]
+    assert events == ["CoinPilot start", "CoinPilot stop"]
+    assert sender.metrics.outbox_backlog._value.get() == 0
+    assert not sender.state.running
