@@ -168,8 +168,10 @@ class FakeUpbit:
         self._consecutive_429 = 0
         return self.limit_per_s - self._used, None
 
-    def _plain(self, status: int, text: str, headers: dict[str, str]) -> web.Response:
-        headers = {"Remaining-Req": "group=candles; min=600; sec=0", **headers}
+    def _plain(
+        self, status: int, text: str, headers: dict[str, str], left: int = 0
+    ) -> web.Response:
+        headers = {"Remaining-Req": f"group=candles; min=600; sec={left}", **headers}
         return web.Response(status=status, text=text, headers=headers)
 
     @staticmethod
@@ -206,13 +208,15 @@ class FakeUpbit:
             return self._error(400, "validation_error", "count must be 1..200", left)
         if market not in self.series:
             return self._error(404, "not_found_market", "Code not found", left)
-        fault = await self._fault(market, request)
+        fault = await self._fault(market, request, left)
         if fault is not None:
             return fault
         items = self.select(market, to, min(count, 200))
         return self._json("[" + ",".join(self._candle_json(r) for r in items) + "]", left)
 
-    async def _fault(self, market: str, request: web.Request) -> web.StreamResponse | None:
+    async def _fault(
+        self, market: str, request: web.Request, left: int
+    ) -> web.StreamResponse | None:
         fault = self.faults.get(market)
         if fault is None:
             return None
@@ -222,15 +226,15 @@ class FakeUpbit:
                 del self.faults[market]
         self.stats[f"fault_{fault.kind}"] += 1
         if fault.kind == "500":
-            return self._plain(500, "Internal Server Error", {})
+            return self._plain(500, "Internal Server Error", {}, left)
         if fault.kind == "garbage":
-            return self._json('[{"market": "' + market + '", "opening_pr', 9)
+            return self._json('[{"market": "' + market + '", "opening_pr', left)
         if fault.kind == "nan":
             return self._json(
                 f'[{{"market":"{market}","candle_date_time_utc":"2018-01-01T00:00:00",'
                 '"opening_price":NaN,"high_price":1.0,"low_price":-1.0,"trade_price":1.0,'
                 '"candle_acc_trade_volume":-5.0,"candle_acc_trade_price":1.0,"unit":1}]',
-                9,
+                left,
             )
         if fault.kind == "reset":
             assert request.transport is not None
@@ -239,7 +243,7 @@ class FakeUpbit:
         # "stall": hold the request past any sane client timeout.
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.release.wait(), timeout=self.stall_s)
-        return self._plain(503, "stalled", {})
+        return self._plain(503, "stalled", {}, left)
 
     def select(self, market: str, to: datetime | None, count: int) -> list[CandleRow]:
         """Up to ``count`` candles before ``to`` (exclusive) and not after now, newest first."""
