@@ -11,10 +11,12 @@ import pytest
 import redis.asyncio as aioredis
 
 from coinpilot.adapters.cache import Keys
+from coinpilot.adapters.marketdata import load_range
 from coinpilot.config import Settings
+from coinpilot.domain.regime import resample_hourly
 from coinpilot.observability import Metrics
 from coinpilot.services.jobs import JobContext, PartialFailure
-from coinpilot.services.jobs.regime import run_regime_job
+from coinpilot.services.jobs.regime import closed_hours_window, hourly_closes, run_regime_job
 from tests.integration.jobdata import load_csv
 
 BTC_FEB_2024 = "binance_BTCUSDT_1m_2024-02-01_2024-02-29.csv"
@@ -146,3 +148,20 @@ async def test_change_is_notified_once(
     assert [(r["kind"], r["payload"]["previous"], r["payload"]["regime"]) for r in rows] == [
         ("regime-change", "SIDEWAYS", "BULL")
     ]
+
+
+async def test_sql_hourly_closes_match_the_strategy_resampler(
+    pool: asyncpg.Pool,
+    redis: aioredis.Redis,
+    keys: Keys,
+    data_dir: Path,
+    make_settings: Callable[..., Settings],
+) -> None:
+    """The job's in-database hourly closes equal resample_hourly over the same minutes."""
+    last = await load_csv(pool, data_dir / BTC_FEB_2024, "KRW-BTC", last=TEN_DAYS)
+    settings = make_settings(symbols=["KRW-BTC"])
+    now = last - timedelta(minutes=29)
+    got = await hourly_closes(context(settings, pool, redis, keys), "KRW-BTC", now)
+    start, end = closed_hours_window(now, settings.app.regime_detection)
+    minutes = await load_range(pool, "KRW-BTC", start, end)
+    assert got.tolist() == resample_hourly(minutes, now.timestamp()).close.tolist()
