@@ -15,12 +15,19 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import aiohttp
 import asyncpg
 import redis.asyncio as aioredis
+from aiohttp import web
 
 from coinpilot.adapters.cache import Keys
 from coinpilot.adapters.csvdata import read_csv
 from coinpilot.adapters.marketdata import upsert_candles
+from coinpilot.app import Deps
+from coinpilot.clock import SimulatedClock
+from coinpilot.config import Settings
+from coinpilot.httpserver import start_http
+from coinpilot.web.routes import install
 
 BTC_FILE = "upbit_KRW-BTC_1m_2018-01-25_2018-02-01.csv"
 MINUTES = 600
@@ -152,3 +159,19 @@ async def _redis(redis: aioredis.Redis, keys: Keys, price: Decimal, now: datetim
     await redis.set(keys.ai_reject_count("KRW-ETH"), "2", ex=1800)
     await redis.set(keys.ai_usage_hour(now), "3", ex=7200)
     await redis.set(keys.ai_usage_day(now), "7", ex=172800)
+
+
+async def start_dashboard(
+    settings: Settings, pool: asyncpg.Pool, redis: aioredis.Redis, keys: Keys, seeded: Seeded
+) -> tuple[Deps, web.AppRunner, str]:
+    """The daemon's HTTP server with the dashboard installed, on a free loopback port."""
+    deps = Deps(
+        settings=settings,
+        pool=pool,
+        redis=redis,
+        http=aiohttp.ClientSession(),
+        clock=SimulatedClock(seeded.now),
+        keys=keys,
+    )
+    runner, port = await start_http(deps, "127.0.0.1", 0, [install(deps)])
+    return deps, runner, f"http://127.0.0.1:{port}"

@@ -17,12 +17,9 @@ import redis.asyncio as aioredis
 
 from coinpilot.adapters.cache import Keys
 from coinpilot.app import Deps, serve
-from coinpilot.clock import SimulatedClock
 from coinpilot.config import Settings
 from coinpilot.errors import ConfigError
-from coinpilot.httpserver import start_http
-from coinpilot.web.routes import install
-from tests.integration.dashboard_data import XSS, Seeded, seed_book
+from tests.integration.dashboard_data import XSS, Seeded, seed_book, start_dashboard
 
 TOKEN = "s3cret-dashboard-token-for-tests"
 
@@ -39,22 +36,6 @@ class Dashboard:
             if resp.content_type == "application/json":
                 return resp.status, await resp.json()
             return resp.status, await resp.text()
-
-
-async def start_dashboard(
-    settings: Settings, pool: asyncpg.Pool, redis: aioredis.Redis, keys: Keys, seeded: Seeded
-) -> tuple[Deps, aiohttp.web.AppRunner, str]:
-    """The daemon's HTTP server with the dashboard installed, on a free loopback port."""
-    deps = Deps(
-        settings=settings,
-        pool=pool,
-        redis=redis,
-        http=aiohttp.ClientSession(),
-        clock=SimulatedClock(seeded.now),
-        keys=keys,
-    )
-    runner, port = await start_http(deps, "127.0.0.1", 0, [install(deps)])
-    return deps, runner, f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture
