@@ -38,6 +38,7 @@ from coinpilot.services.base import PeriodicService
 log = structlog.get_logger(__name__)
 
 LEASE_MARGIN_S = 2.0
+OUTCOMES = {400: "rejected", 401: "disabled", 404: "disabled", 429: "rate_limited"}
 MAX_ROWS_PER_CYCLE = 200
 
 CLAIM_SQL = """
@@ -170,7 +171,10 @@ class OutboxSender(PeriodicService):
         kind = row["kind"]
         url = self.url_for(kind)
         if url is None or self.route(url).disabled:
-            reason = "no webhook configured" if url is None else "webhook disabled (404)"
+            if url is None:
+                reason = "notify disabled" if not self.cfg.enabled else "no webhook configured"
+            else:
+                reason = "webhook disabled (404)"
             if url is None and kind not in self._unrouted_logged:
                 self._unrouted_logged.add(kind)
                 log.warning("notify_unrouted", kind=kind, reason=reason)
@@ -206,7 +210,9 @@ class OutboxSender(PeriodicService):
             self.metrics.notifications.labels(kind=kind, outcome="sent").inc()
             log.info("notify_sent", kind=kind, outbox_id=row["id"], route=route.label)
             return 1
-        self.metrics.notifications.labels(kind=kind, outcome=self._label(out.status)).inc()
+        self.metrics.notifications.labels(
+            kind=kind, outcome=OUTCOMES.get(out.status, "error")
+        ).inc()
         if out.status == 429:
             await self._rate_limited(row, route, now, out)
         elif out.status in (401, 404):
@@ -220,12 +226,6 @@ class OutboxSender(PeriodicService):
         else:
             await self._retry_or_fail(row, now, out)
         return 0
-
-    @staticmethod
-    def _label(status: int) -> str:
-        if status in (400, 401, 404, 429):
-            return {400: "rejected", 401: "disabled", 404: "disabled", 429: "rate_limited"}[status]
-        return "error"
 
     async def _rate_limited(
         self, row: asyncpg.Record, route: Route, now: datetime, out: Outcome

@@ -94,6 +94,8 @@ class FakeDiscord:
     base_url: str = ""
     stalled: asyncio.Event = field(default_factory=asyncio.Event)
     release: asyncio.Event = field(default_factory=asyncio.Event)
+    # When set, every answer says the bucket is empty for the next 0.4 s (Remaining: 0).
+    bucket_exhausted: bool = False
 
     def add_hook(self, hook_id: str = "111", token: str = "tok") -> str:
         """Register a webhook; returns its full URL."""
@@ -172,7 +174,8 @@ class FakeDiscord:
         self, key: str, status: int, body: Any, at: float, wait: bool, response: web.StreamResponse
     ) -> web.StreamResponse:
         self.requests.append(Received(key, status, body, at, wait))
-        response.headers.update(self._ratelimit_headers(remaining=0 if status == 429 else 4))
+        remaining = 0 if status == 429 or self.bucket_exhausted else 4
+        response.headers.update(self._ratelimit_headers(remaining=remaining))
         return response
 
     @staticmethod

@@ -320,3 +320,36 @@ async def test_service_announces_start_and_stop(
     assert events == ["CoinPilot start", "CoinPilot stop"]
     assert sender.metrics.outbox_backlog._value.get() == 0
     assert not sender.state.running
+
+
+async def test_exhausted_bucket_pauses_the_route_before_a_429(
+    pool: asyncpg.Pool,
+    discord: FakeDiscord,
+    http: aiohttp.ClientSession,
+    make_settings: Callable[..., Settings],
+) -> None:
+    """X-RateLimit-Remaining 0 holds the next send until the bucket resets, so no 429 comes."""
+    url = discord.add_hook()
+    discord.bucket_exhausted = True
+    settings = make_settings(env={"COINPILOT_DISCORD_WEBHOOK_URL": url}, notify=QUICK)
+    ids = [await enqueue(pool, "trade", {"n": i}) for i in range(2)]
+    sender = make_sender(settings, pool, http)
+    assert await sender.drain() == 1
+    await drain_until(sender, pool)
+    assert [outbox_id(r) for r in discord.delivered] == ids
+    assert all(r.status == 200 for r in discord.requests)
+
+
+async def test_kinds_without_a_webhook_are_kept_as_disabled(
+    pool: asyncpg.Pool,
+    http: aiohttp.ClientSession,
+    make_settings: Callable[..., Settings],
+) -> None:
+    """With no webhook configured rows are marked 'disabled' (kept), logged once per kind."""
+    settings = make_settings(notify=QUICK)
+    for _ in range(3):
+        await enqueue(pool, "trade", {"side": "BUY"})
+    with capture_logs() as logs:
+        await make_sender(settings, pool, http).drain()
+    assert set((await statuses(pool)).values()) == {("disabled", 1)}
+    assert [e["event"] for e in logs].count("notify_unrouted") == 1
