@@ -321,3 +321,19 @@ async def notify_system(
     return await enqueue(
         conn, "system", {"event": event, "level": level, "message": message, **fields}
     )
+
+
+async def outbox_summary(
+    conn: asyncpg.Pool | asyncpg.Connection, recent: int = 5
+) -> dict[str, Any]:
+    """Counts by status and the newest undeliverable rows, for `coinpilot status`."""
+    counts = await conn.fetch("SELECT status, count(*) AS n FROM outbox GROUP BY status")
+    rows = await conn.fetch(
+        "SELECT id, kind, status, attempts, last_error, created_at FROM outbox "
+        "WHERE status IN ('failed', 'disabled') ORDER BY id DESC LIMIT $1",
+        recent,
+    )
+    return {
+        "counts": {r["status"]: r["n"] for r in counts},
+        "undelivered": [dict(r) for r in rows],
+    }

@@ -19,7 +19,7 @@ from coinpilot.adapters.outbox import enqueue
 from coinpilot.clock import SystemClock
 from coinpilot.config import Settings
 from coinpilot.observability import Health, Metrics
-from coinpilot.services.outbox_sender import OutboxSender
+from coinpilot.services.outbox_sender import OutboxSender, outbox_summary
 from tests.fakes.discord import FakeDiscord, start_fake_discord
 
 QUICK = {"poll_interval_s": 0.1, "backoff_base_s": 0.0, "timeout_s": 1.0, "max_attempts": 3}
@@ -248,7 +248,7 @@ SENDER_SCRIPT = textwrap.dedent("""
     from coinpilot.clock import SystemClock
     from coinpilot.config import load_config
     from coinpilot.observability import Health, Metrics
-    from coinpilot.services.outbox_sender import OutboxSender
+    from coinpilot.services.outbox_sender import OutboxSender, outbox_summary
 
     async def main(dsn, cfg, url):
         settings = load_config(cfg, environ={"COINPILOT_DISCORD_WEBHOOK_URL": url})
@@ -353,3 +353,6 @@ async def test_kinds_without_a_webhook_are_kept_as_disabled(
         await make_sender(settings, pool, http).drain()
     assert set((await statuses(pool)).values()) == {("disabled", 1)}
     assert [e["event"] for e in logs].count("notify_unrouted") == 1
+    summary = await outbox_summary(pool)
+    assert summary["counts"] == {"disabled": 3}
+    assert [r["last_error"] for r in summary["undelivered"]] == ["no webhook configured"] * 3
