@@ -79,10 +79,16 @@ def _series(c: Candles, tl: Timeline, regime: npt.NDArray[np.int8], app: AppConf
 
 
 class Engine:
-    def __init__(self, candles: Mapping[str, Candles], app: AppConfig, ai: AiStep | None) -> None:
+    def __init__(
+        self,
+        candles: Mapping[str, Candles],
+        app: AppConfig,
+        ai: AiStep | None,
+        fixed_regime: str | None = None,
+    ) -> None:
         self.app, self.ai = app, ai
         self.tl = build_timeline(candles, int(app.bot.offset_s))
-        regs = regimes(candles, self.tl, app)
+        regs = regimes(candles, self.tl, app, fixed_regime)
         self.series = {s: _series(c, self.tl, regs[s], app) for s, c in candles.items()}
         self.order = list(candles)
         self.ticks = self.tl.minutes + MINUTE + self.tl.tick_offset
@@ -322,9 +328,14 @@ async def run_backtest(
     *,
     ai: AiStep | None = None,
     progress: Progress | None = None,
+    fixed_regime: str | None = None,
 ) -> BacktestResult:
-    """Run the live rules over ``candles`` (symbol → 1-minute history), in the given order."""
+    """Run the live rules over ``candles`` (symbol → 1-minute history), in the given order.
+
+    ``fixed_regime`` pins every symbol's regime instead of deriving it hourly from the data
+    (short histories in tests, or a replay that pins the regime the same way).
+    """
     usable = {s: c for s, c in candles.items() if len(c)}
     if not usable:
         raise ValueError("no candles to backtest")
-    return await Engine(usable, app, ai).run(progress)
+    return await Engine(usable, app, ai, fixed_regime).run(progress)

@@ -4,7 +4,7 @@ The live daemon ticks every minute ``offset_s`` seconds after the minute turns; 
 the newest closed candle is the one that started a minute before. The regime job runs at
 start-up and then at ``regime_minute`` past every hour, each time on the closed hours before
 the hour it runs in; the bot reads whatever the job last wrote. Both are reproduced here
-from the data alone, with the regime job's own ``classify`` so the values are the same.
+from the data alone, with the strategy core's ``regime_from_closes`` that the job itself uses.
 """
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ import numpy.typing as npt
 
 from coinpilot.config import AppConfig, RegimeDetection
 from coinpilot.domain.candles import Candles
-from coinpilot.domain.regime import REGIME_INDEX, REGIMES, UNKNOWN_CODE
-from coinpilot.services.jobs.regime import classify
+from coinpilot.domain.regime import REGIME_INDEX, REGIMES, UNKNOWN_CODE, regime_from_closes
 
 HOUR = 3600
 MINUTE = 60
@@ -75,7 +74,8 @@ def regime_per_tick(c: Candles, boundaries: I64, cfg: RegimeDetection) -> I8:
     """Regime code at each tick, from the hourly closes strictly before each boundary.
 
     Moving averages come from prefix sums; wherever the gap lands within ``MARGIN`` of a
-    threshold, the job's own ``classify`` decides, so the codes equal the job's exactly.
+    threshold, ``regime_from_closes`` (the job's classifier) decides, so the codes are the
+    job's exactly.
     """
     hours, closes = hourly_closes(c)
     unique, inverse = np.unique(boundaries, return_inverse=True)
@@ -99,11 +99,16 @@ def regime_per_tick(c: Candles, boundaries: I64, cfg: RegimeDetection) -> I8:
     )
     for j in np.flatnonzero(near | (slow == 0)):
         a, b = int(lo[ok[j]]), int(hi[ok[j]])
-        got[j] = CODE[classify(c.symbol, closes[a:b], cfg).regime]
+        got[j] = CODE[regime_from_closes(closes[a:b], cfg).regime]
     codes[ok] = got
     return codes[inverse]
 
 
-def regimes(candles: Mapping[str, Candles], tl: Timeline, app: AppConfig) -> dict[str, I8]:
+def regimes(
+    candles: Mapping[str, Candles], tl: Timeline, app: AppConfig, fixed: str | None = None
+) -> dict[str, I8]:
+    """Regime code per tick and symbol, or ``fixed`` everywhere when given."""
+    if fixed is not None:
+        return {s: np.full(len(tl), CODE[fixed], dtype=np.int8) for s in candles}
     bounds = regime_boundaries(tl, app.schedules.regime_minute)
     return {s: regime_per_tick(c, bounds, app.regime_detection) for s, c in candles.items()}
