@@ -249,7 +249,7 @@ def system(p: dict[str, Any], ctx: Ctx) -> str:
         + section("Services", tables.services(health.get("services", {}), tz))
         + section("Candle age", tables.candle_ages(p["candles"], tz))
         + section("Scheduled jobs", tables.jobs(p["jobs"], tz))
-        + section("Notification failures (recent)", tables.outbox(p["outbox"], tz))
+        + section("Notifications", tables.outbox(p["outbox"], tz))
         + section("AI guardrails", tables.guardrails(p["ai"]["guardrails"]))
     )
     return layout("System", "/system", body, ctx)

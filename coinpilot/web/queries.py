@@ -148,9 +148,9 @@ async def candles_1h(conn: asyncpg.Connection, symbol: str, count: int) -> list[
         ), minutes AS (
             SELECT m.* FROM market_data m, newest n
             WHERE m.symbol = $1 AND m.interval = '1m'
-              AND m.ts > date_trunc('hour', n.ts) - make_interval(hours => $2)
+              AND m.ts > date_trunc('hour', n.ts, 'UTC') - make_interval(hours => $2)
         )
-        SELECT date_trunc('hour', ts) AS ts,
+        SELECT date_trunc('hour', ts, 'UTC') AS ts,
                (array_agg(open_price ORDER BY ts))[1] AS open_price,
                max(high_price) AS high_price,
                min(low_price) AS low_price,

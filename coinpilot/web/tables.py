@@ -297,4 +297,5 @@ def guardrails(state: dict[str, Any] | None) -> str:
         ]
         for s in state["symbols"]
     ]
-    return facts + table(("Symbol", "Cooldown left", "Recent rejects"), rows, "")
+    per_symbol = table(("Symbol", "Cooldown left", "Recent rejects"), rows, "")
+    return f"{facts}<h3>Per symbol</h3>{per_symbol}"

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from coinpilot.adapters.cache import Keys
 from coinpilot.app import Deps, serve
 from coinpilot.config import Settings
 from coinpilot.errors import ConfigError
+from coinpilot.web import queries as q
 from tests.integration.dashboard_data import XSS, Seeded, seed_book, start_dashboard
 
 TOKEN = "s3cret-dashboard-token-for-tests"
@@ -260,3 +263,59 @@ async def test_loopback_bind_needs_no_token(make_settings: Callable[..., Setting
     assert require_token_when_exposed(public) == TOKEN
     with pytest.raises(ConfigError, match="16 characters"):
         require_token_when_exposed(make_settings(env={"COINPILOT_DASHBOARD_TOKEN": "short"}))
+
+
+class ExplainingConn:
+    """Runs each dashboard query as EXPLAIN on a real connection and keeps the plans."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+        self.plans: list[tuple[str, Any]] = []
+
+    async def _explain(self, sql: str, args: tuple[Any, ...]) -> None:
+        raw = await self.conn.fetchval("EXPLAIN (FORMAT JSON) " + sql, *args)
+        plan = raw if isinstance(raw, list) else json.loads(raw)
+        self.plans.append((sql, plan[0]["Plan"]))
+
+    async def fetch(self, sql: str, *args: Any) -> list[Any]:
+        await self._explain(sql, args)
+        return []
+
+    async def fetchrow(self, sql: str, *args: Any) -> None:
+        await self._explain(sql, args)
+
+
+def _seq_scans(node: dict[str, Any]) -> list[str]:
+    found = [node["Relation Name"]] if node["Node Type"] == "Seq Scan" else []
+    for child in node.get("Plans", []):
+        found += _seq_scans(child)
+    return found
+
+
+async def test_every_dashboard_query_can_run_from_an_index(pool: asyncpg.Pool) -> None:
+    """With sequential scans disabled no dashboard query scans a table: each has an index path."""
+    t0, t1 = datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 1, 2, tzinfo=UTC)
+    async with pool.acquire() as conn:
+        await conn.execute("SET enable_seqscan = off")
+        spy = ExplainingConn(conn)
+        c: Any = spy
+        await q.account(c)
+        await q.positions(c)
+        await q.latest_candles(c, ["KRW-BTC", "KRW-ETH"])
+        await q.daily_risk(c, t0.date())
+        for f in (q.ListFilter(), q.ListFilter("KRW-BTC"), q.ListFilter(None, t0, t1)):
+            await q.trades(c, f)
+            await q.decisions(c, f)
+        await q.trades(c, q.ListFilter("KRW-BTC", t0, t1))
+        await q.risk_audit(c)
+        await q.candles_1m(c, "KRW-BTC", 259)
+        await q.candles_1h(c, "KRW-BTC", 187)
+        await q.regimes_between(c, "KRW-BTC", t0, t1)
+        await q.trades_between(c, "KRW-BTC", t0, t1)
+        await q.job_runs(c)
+        await q.outbox_state(c)
+    assert len(spy.plans) == 19
+    for sql, plan in spy.plans:
+        assert _seq_scans(plan) == [], sql
+        unbounded = "LIMIT" not in sql and "WHERE id = 1" not in sql
+        assert not unbounded or "trade_date = $1" in sql or "status = 'pending'" in sql, sql

@@ -12,6 +12,7 @@
     BEAR: "rgba(207,34,46,0.08)", UNKNOWN: "rgba(127,127,127,0.05)"
   };
   var PAD = { left: 8, right: 64, top: 10, bottom: 22 };
+  var FONT = "11px system-ui, sans-serif";
 
   function extent(data) {
     var lo = Infinity, hi = -Infinity, vmax = 0;
@@ -62,7 +63,7 @@
     ctx.strokeStyle = COLORS.grid;
     ctx.fillStyle = COLORS.text;
     ctx.lineWidth = 1;
-    ctx.font = "11px system-ui, sans-serif";
+    ctx.font = FONT;
     ctx.textBaseline = "middle";
     for (var k = 0; k <= 4; k++) {
       var p = s.ext.lo + (s.ext.hi - s.ext.lo) * k / 4;
@@ -71,13 +72,20 @@
       ctx.fillText(formatPrice(p), w - PAD.right + 4, y);
     }
     var n = data.candles.length;
-    var fmt = new Intl.DateTimeFormat("en-GB", {
-      timeZone: tz, month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit"
+    var fmt = new Intl.DateTimeFormat("en-CA", {
+      timeZone: tz, month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit",
+      hourCycle: "h23"
     });
+    function stamp(t) {
+      var parts = {};
+      fmt.formatToParts(new Date(t * 1000)).forEach(function (p) { parts[p.type] = p.value; });
+      return parts.month + "-" + parts.day + " " + parts.hour + ":" + parts.minute;
+    }
     ctx.textBaseline = "top";
-    for (var j = 0; j < 5 && n > 1; j++) {
-      var i = Math.round((n - 1) * j / 4);
-      var label = fmt.format(new Date(data.candles[i].t * 1000));
+    var ticks = Math.max(2, Math.min(6, Math.floor(s.plotW / 110)));
+    for (var j = 0; j < ticks && n > 1; j++) {
+      var i = Math.round((n - 1) * j / (ticks - 1));
+      var label = stamp(data.candles[i].t);
       var tw = ctx.measureText(label).width;
       var x = Math.min(Math.max(s.x(i) - tw / 2, PAD.left), w - PAD.right - tw);
       ctx.fillText(label, x, s.volTop + s.volH + 6);
@@ -161,6 +169,11 @@
     ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
     ctx.clearRect(0, 0, w, h);
     if (!data.candles.length) return;
+    ctx.font = FONT;
+    var ext = extent(data);
+    PAD.right = Math.ceil(Math.max(
+      ctx.measureText(formatPrice(ext.hi)).width, ctx.measureText(formatPrice(ext.lo)).width
+    )) + 10;
     var s = scales(data, w, h);
     shadeRegimes(ctx, data, s, h);
     grid(ctx, data, s, w, data.timezone || "UTC");
