@@ -99,7 +99,7 @@ def _volume(volume: F64, p: IndicatorParams, pos: npt.NDArray[np.int64]) -> tupl
     current = _masked(current, pos >= p.volume_period)
     count = p.recent_count
     recent = np.zeros((len(volume), count))
-    for j in range(count):
+    for j in range(min(count, len(volume))):
         lagged = np.full(len(volume), np.nan)
         lagged[j:] = ratios[: len(volume) - j]
         ok = (pos - j >= p.volume_period) & ~np.isnan(lagged)
