@@ -1,6 +1,6 @@
 """The market_data repository: bulk upsert of closed candles and the reads everyone shares.
 
-Writes go through COPY into a per-connection temporary staging table followed by one
+Writes go through COPY (CSV text) into a per-connection temporary staging table and one
 ``INSERT ... ON CONFLICT DO UPDATE``: tens of thousands of rows per second instead of one
 round trip per candle, and a revised closed minute replaces the stored row. Reads return
 ``Candles`` (float columns) for indicators; the ledger re-reads exact prices itself.
@@ -11,6 +11,7 @@ reads still cut at ``ts + 60 s <= now`` so a replay clock behind the data sees n
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -74,10 +75,30 @@ WHERE (m.open_price, m.high_price, m.low_price, m.close_price, m.volume, m.value
 """
 
 
+def _quote(text: str) -> str:
+    return '"' + text.replace('"', '""') + '"'
+
+
+def _csv_bytes(rows: Sequence[CandleRow]) -> bytes:
+    """COPY's CSV text: decimals go over the wire as written, and text COPY parses faster
+    on the server than Python encodes binary numerics (about twice the rows per second)."""
+    lines = [
+        f"{_quote(r.symbol)},{_quote(r.interval)},{r.ts.isoformat()},{r.open_price},"
+        f"{r.high_price},{r.low_price},{r.close_price},{r.volume},"
+        f"{'' if r.value_krw is None else r.value_krw}\n"
+        for r in rows
+    ]
+    return "".join(lines).encode()
+
+
 async def _upsert_on(conn: asyncpg.Connection, rows: Sequence[CandleRow]) -> int:
+    for r in rows:
+        if r.ts.tzinfo is None:
+            raise ValueError(f"candle time without a zone: {r.symbol} {r.ts}")
+    payload = io.BytesIO(_csv_bytes(rows))
     async with conn.transaction():
         await conn.execute(_CREATE_STAGE)
-        await conn.copy_records_to_table(_STAGE, records=rows, columns=COLUMNS)
+        await conn.copy_to_table(_STAGE, source=payload, columns=COLUMNS, format="csv")
         status = await conn.execute(_UPSERT)
     return int(status.rsplit(" ", 1)[-1])
 

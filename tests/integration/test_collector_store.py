@@ -95,3 +95,10 @@ async def test_range_newest_and_count(pool: asyncpg.Pool) -> None:
     last = await md.load_last_closed(pool, "A", 3, T0 + 8 * MIN)
     assert last.last_ts == T0 + 7 * MIN
     assert len(last) == 3
+
+
+async def test_awkward_text_survives_the_copy(pool: asyncpg.Pool) -> None:
+    """Commas and quotes in a market code (a bad --symbol) cannot break the COPY framing."""
+    odd = 'X,"Y'
+    assert await md.upsert_candles(pool, [row(odd, 1), row("A", 1)]) == 2
+    assert await md.newest_closed_ts(pool, odd) == T0 + MIN
