@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
+import asyncpg
 import structlog
 
 from coinpilot.adapters.cache import REDIS_ERRORS
@@ -20,13 +21,12 @@ from coinpilot.web import queries as q
 from coinpilot.web.series import bollinger, moving_average, regime_spans
 
 if TYPE_CHECKING:
-    import asyncpg
-
     from coinpilot.app import Deps
 
 log = structlog.get_logger(__name__)
 
 HUNDRED = Decimal(100)
+DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 INTERVALS = {"1m": 240, "1h": 168}
 STEP = {"1m": timedelta(minutes=1), "1h": timedelta(hours=1)}
 
@@ -299,10 +299,16 @@ async def system(deps: Deps) -> dict[str, Any]:
     code, health = await health_report(deps)
     now = deps.clock.now()
     symbols = list(deps.settings.app.symbols)
-    async with deps.pool.acquire() as conn:
-        latest = await q.latest_candles(conn, symbols)
-        jobs = await q.job_runs(conn)
-        outbox = await q.outbox_state(conn)
+    try:
+        async with deps.pool.acquire() as conn:
+            latest = await q.latest_candles(conn, symbols)
+            jobs = await q.job_runs(conn)
+            outbox: dict[str, Any] | None = await q.outbox_state(conn)
+    except DB_ERRORS as exc:
+        # The System page is where an operator looks when the database is down: still render.
+        deps.metrics.dependency_error("postgres", "dashboard_read")
+        log.warning("dashboard_query_failed", path="system", error=type(exc).__name__)
+        latest, jobs, outbox = {}, [], None
     candles = []
     for s in symbols:
         ts = latest.get(s, {}).get("ts")

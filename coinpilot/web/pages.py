@@ -240,7 +240,7 @@ def system(p: dict[str, Any], ctx: Ctx) -> str:
         card("Status", esc(health["status"]), "up" if health["status"] == "ok" else "down"),
         _up("Database", health["database"]),
         _up("Redis", health["redis"]),
-        card("Outbox backlog", esc(p["outbox"]["pending"])),
+        card("Outbox backlog", esc(p["outbox"]["pending"]) if p["outbox"] else "—"),
         card("AI mode", f"{esc(p['ai']['mode'])} <small>{esc(p['ai']['model'])}</small>"),
     ]
     problem_html = _list(problems)
@@ -249,7 +249,7 @@ def system(p: dict[str, Any], ctx: Ctx) -> str:
         + section("Services", tables.services(health.get("services", {}), tz))
         + section("Candle age", tables.candle_ages(p["candles"], tz))
         + section("Scheduled jobs", tables.jobs(p["jobs"], tz))
-        + section("Notifications", tables.outbox(p["outbox"], tz))
+        + section("Notifications", tables.outbox(p["outbox"], tz) if p["outbox"] else "")
         + section("AI guardrails", tables.guardrails(p["ai"]["guardrails"]))
     )
     return layout("System", "/system", body, ctx)

@@ -29,6 +29,7 @@ SYMBOL_RE = re.compile(r"^KRW-[A-Z0-9]{1,16}$")
 MAX_PAGE = 1000
 # Two concurrent dashboard reads at most: a refresh storm must not starve the bot's pool.
 READ_SLOTS = 2
+QUERY_BUDGET_S = 10.0
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self';"
@@ -108,10 +109,23 @@ def _interval(request: web.Request) -> str:
 View = Callable[[web.Request, "Deps"], Awaitable[Any]]
 
 
+async def _load(view: View, request: web.Request, deps: Deps, slots: asyncio.Semaphore) -> Any:
+    """Run one view within the read slots and a time budget; a database failure is a 503."""
+    try:
+        async with slots, asyncio.timeout(QUERY_BUDGET_S):
+            return await view(request, deps)
+    except api.DB_ERRORS as exc:
+        deps.metrics.dependency_error("postgres", "dashboard_read")
+        log.warning("dashboard_query_failed", path=request.path, error=type(exc).__name__)
+        raise web.HTTPServiceUnavailable(
+            text=json.dumps({"error": "unavailable", "detail": "database read failed; retry"}),
+            content_type="application/json",
+        ) from exc
+
+
 def _json_route(view: View, deps: Deps, slots: asyncio.Semaphore) -> Callable[..., Any]:
     async def handler(request: web.Request) -> web.Response:
-        async with slots:
-            payload = await view(request, deps)
+        payload = await _load(view, request, deps, slots)
         return web.Response(text=dumps(payload), content_type="application/json")
 
     return handler
@@ -121,8 +135,7 @@ def _page_route(
     view: View, render: Callable[[Any, pages.Ctx], str], deps: Deps, slots: asyncio.Semaphore
 ) -> Callable[..., Any]:
     async def handler(request: web.Request) -> web.Response:
-        async with slots:
-            payload = await view(request, deps)
+        payload = await _load(view, request, deps, slots)
         html = render(payload, pages.Ctx(deps.settings, request, deps.clock.now()))
         return web.Response(text=html, content_type="text/html")
 

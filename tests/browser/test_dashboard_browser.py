@@ -41,6 +41,7 @@ PIXELS_JS = """
 class Site:
     url: str
     page: Page
+    pool: asyncpg.Pool
 
 
 @pytest.fixture
@@ -64,7 +65,7 @@ async def site(
         page = await browser.new_page()
         await page.viewport(1280, 900)
         await page.goto(f"{url}/login?token={TOKEN}")
-        yield Site(url, page)
+        yield Site(url, page, pool)
     finally:
         await browser.close()
         await runner.cleanup()
@@ -144,4 +145,27 @@ async def test_phone_layout_has_no_horizontal_overflow(site: Site) -> None:
         if name == "market":
             px = await page.eval(PIXELS_JS)
             assert px["painted"] > px["total"] * 0.05, px
+    assert page.errors == []
+
+
+async def test_auto_refresh_swaps_in_new_rows_without_reloading(site: Site) -> None:
+    """A refresh fetches the page again and shows a fill written since, keeping the filter."""
+    page = site.page
+    await page.goto(site.url + "/history?symbol=KRW-BTC")
+    await page.eval("window.__same_document = true")
+    assert await page.eval("document.querySelectorAll('table.trades tbody tr').length") == 1
+    await site.pool.execute(
+        "INSERT INTO trading_history (idempotency_key, symbol, side, price, quantity, notional,"
+        " realized_pnl, strategy_name, exit_reason, candle_ts, executed_at)"
+        " SELECT 'KRW-BTC|sell', 'KRW-BTC', 'SELL', 11250000, 0.04, 450000, 10000,"
+        " 'AdaptiveMeanReversion', 'TRAILING_STOP', max(ts), max(ts) FROM market_data"
+    )
+    await page.eval("window.CoinPilotDashboard.refresh()")
+    assert await page.eval("window.__same_document") is True
+    assert await page.eval("document.querySelectorAll('table.trades tbody tr').length") == 2
+    assert "TRAILING_STOP" in await _text(page)
+    await page.goto(site.url + "/market?symbol=KRW-BTC")
+    await page.eval("window.CoinPilotDashboard.refresh()")
+    px = await page.eval(PIXELS_JS)
+    assert px["painted"] > px["total"] * 0.05, px
     assert page.errors == []

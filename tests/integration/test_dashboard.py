@@ -17,7 +17,7 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
-from coinpilot.adapters.cache import Keys
+from coinpilot.adapters.cache import Keys, create_redis
 from coinpilot.app import Deps, serve
 from coinpilot.config import Settings
 from coinpilot.errors import ConfigError
@@ -319,3 +319,61 @@ async def test_every_dashboard_query_can_run_from_an_index(pool: asyncpg.Pool) -
         assert _seq_scans(plan) == [], sql
         unbounded = "LIMIT" not in sql and "WHERE id = 1" not in sql
         assert not unbounded or "trade_date = $1" in sql or "status = 'pending'" in sql, sql
+
+
+async def test_pages_survive_redis_down(
+    pool: asyncpg.Pool,
+    redis: aioredis.Redis,
+    keys: Keys,
+    data_dir: Path,
+    make_settings: Callable[..., Settings],
+) -> None:
+    """With Redis unreachable, pages still render from PostgreSQL, say so, and count the error."""
+    seeded = await seed_book(pool, redis, keys, data_dir)
+    dead = create_redis("redis://127.0.0.1:9/0")
+    deps, runner, url = await start_dashboard(make_settings(), pool, dead, keys, seeded)
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(url + "/") as resp:
+                assert resp.status == 200
+                assert "Redis is unreachable" in await resp.text()
+            async with http.get(url + "/api/system") as resp:
+                body = await resp.json()
+                assert body["ai"]["guardrails"] is None
+                assert body["health"]["redis"] is False
+        errors = deps.metrics.registry.get_sample_value(
+            "coinpilot_dependency_errors_total", {"dependency": "redis", "kind": "dashboard_read"}
+        )
+        assert errors is not None
+        assert errors >= 2
+    finally:
+        await runner.cleanup()
+        await deps.http.close()
+        await dead.aclose()
+
+
+async def test_database_down_gives_503_but_system_page_still_renders(
+    db_dsn: str,
+    redis: aioredis.Redis,
+    keys: Keys,
+    make_settings: Callable[..., Settings],
+) -> None:
+    """When the pool is gone, data views answer 503 with a reason; System shows the outage."""
+    from coinpilot.adapters import db as dbmod
+
+    lost = await dbmod.create_pool(db_dsn, min_size=1, max_size=2)
+    await lost.close()
+    t = datetime(2024, 1, 1, tzinfo=UTC)
+    seeded = Seeded(last_candle=t, last_close=Decimal(1), now=t, buy_ts=t, sell_ts=t)
+    deps, runner, url = await start_dashboard(make_settings(), lost, redis, keys, seeded)
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(url + "/api/trades") as resp:
+                assert resp.status == 503
+                assert "database" in (await resp.json())["detail"]
+            async with http.get(url + "/system") as resp:
+                assert resp.status == 200
+                assert "DOWN" in await resp.text()
+    finally:
+        await runner.cleanup()
+        await deps.http.close()

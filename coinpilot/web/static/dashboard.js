@@ -12,9 +12,9 @@
 
   function refresh() {
     // Never yank content the operator is reading or editing.
-    if (document.hidden || document.querySelector("main details[open]")) return;
-    if (document.activeElement && document.activeElement.closest("form")) return;
-    fetch(window.location.href, { credentials: "same-origin", headers: { Accept: "text/html" } })
+    if (document.hidden || document.querySelector("main details[open]")) return Promise.resolve();
+    if (document.activeElement && document.activeElement.closest("form")) return Promise.resolve();
+    return fetch(window.location.href, { credentials: "same-origin", headers: { Accept: "text/html" } })
       .then(function (resp) {
         if (!resp.ok) throw new Error("HTTP " + resp.status);
         return resp.text();
@@ -34,6 +34,8 @@
         console.warn("dashboard refresh failed:", err.message);
       });
   }
+
+  window.CoinPilotDashboard = { refresh: refresh, drawCharts: drawCharts };
 
   document.addEventListener("DOMContentLoaded", function () {
     drawCharts();
