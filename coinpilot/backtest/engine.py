@@ -41,7 +41,7 @@ from coinpilot.domain.strategy import ENTRY_CODES
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 Progress = Callable[[int, int], None]
-CHUNK = 2048  # ticks scanned per exit-candidate pass
+CHUNK = 256  # ticks in the first exit-candidate pass of a position
 NONE = np.iinfo(np.int64).max
 
 
@@ -97,6 +97,7 @@ class Engine:
         self.cash_events: list[tuple[int, Decimal]] = []
         self.funnel: dict[str, int] = {}
         self.trade_ticks: list[tuple[int, int]] = []  # (entry tick, exit tick or len)
+        self.tables: dict[str, ExitTable] = {}
 
     # -- events -----------------------------------------------------------------------
 
@@ -110,9 +111,11 @@ class Engine:
         """Find the next exit candidate tick of an open position (NONE: holds to the end)."""
         assert s.table is not None
         n, avg = len(self.ticks), float(pos.avg_price)
-        start = s.scan_from
+        start, chunk = s.scan_from, CHUNK
         while start < n:
-            stop = min(n, start + CHUNK)
+            # Most positions close within hours: scan short first, then in growing steps.
+            stop = min(n, start + chunk)
+            chunk = min(chunk * 4, 65536)
             elapsed = (self.ticks[start:stop] - pos.opened_ts).astype(np.float64)
             hits, hwm = exit_candidates(
                 s.close[start:stop], self._rsi_hint(s, start, stop),
@@ -222,7 +225,9 @@ class Engine:
         book.positions[sym] = pos
         self.cash_events.append((k, book.cash))
         self._count("bought")
-        s.table, s.hwm, s.scan_from = exit_table(regime, app), float(fill.price), k + 1
+        if regime not in self.tables:
+            self.tables[regime] = exit_table(regime, app)
+        s.table, s.hwm, s.scan_from = self.tables[regime], float(fill.price), k + 1
         self._scan(s, pos)
 
     async def _ai_ok(self, sym: str, k: int, regime: str, close: float, amount: Decimal) -> bool:

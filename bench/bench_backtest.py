@@ -1,0 +1,74 @@
+"""Backtest throughput: candle-steps per second (symbol-minutes simulated per second).
+
+History loading is not timed; everything else is (signal pass, regimes, event loop,
+equity curve). Each figure is the best of a few runs on a warm process, AI off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+
+from coinpilot.backtest.data import load_csv, repeated, shifted
+from coinpilot.backtest.engine import run_backtest
+from coinpilot.config import AppConfig, load_config
+from coinpilot.domain.candles import Candles
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(os.environ.get("COINPILOT_DATA_DIR", ROOT.parent / "shared" / "data"))
+FILES = {
+    "upbit_KRW-BTC_1m_2018-01-25_2018-02-01.csv": "KRW-BTC",
+    "binance_BTCUSDT_1m_2024-02-01_2024-02-29.csv": "KRW-BTC",
+    "binance_ETHUSDT_1m_2025-12-18_2025-12-29.csv": "KRW-ETH",
+    "binance_AVAXUSDT_1m_2025-02-01_2025-02-28.csv": "KRW-AVAX",
+}
+YEAR_MINUTES = 525_600
+RUNS = 3
+
+
+def _rate(candles: dict[str, Candles], app: AppConfig) -> tuple[float, int, int]:
+    """(best candle-steps/s, steps, trades)."""
+    best, steps, trades = 0.0, 0, 0
+    for _ in range(RUNS):
+        started = time.perf_counter()
+        result = asyncio.run(run_backtest(candles, app))
+        elapsed = time.perf_counter() - started
+        steps, trades = result.candle_steps, len(result.trades)
+        best = max(best, steps / elapsed)
+    return best, steps, trades
+
+
+def _year(base: Candles) -> Candles:
+    times = -(-YEAR_MINUTES // len(base))
+    return repeated(base, times).slice(0, YEAR_MINUTES)
+
+
+def run() -> list[dict[str, object]]:
+    if not DATA.is_dir():
+        return [{"figure": "backtest", "value": 0, "unit": "skipped", "note": f"no data at {DATA}"}]
+    app = load_config(environ={}).app
+    out: list[dict[str, object]] = []
+    loaded = {name: load_csv(f"{DATA / name}={sym}") for name, sym in FILES.items()}
+    for name, c in loaded.items():
+        rate, steps, trades = _rate({c.symbol: c}, app)
+        out.append({"figure": f"backtest 1 symbol {name.split('_1m_')[0]}", "value": round(rate),
+                    "unit": "candle-steps/s", "target": ">= 1,000,000",
+                    "note": f"{steps:,} candles, {trades} trades"})  # fmt: skip
+    year = _year(loaded["binance_BTCUSDT_1m_2024-02-01_2024-02-29.csv"])
+    rate, steps, trades = _rate({year.symbol: year}, app)
+    out.append({"figure": "backtest 1 symbol, 1 year (BTC Feb 2024 repeated)", "value": round(rate),
+                "unit": "candle-steps/s", "target": ">= 1,000,000",
+                "note": f"{steps:,} candles, {trades} trades"})  # fmt: skip
+    five = {f"KRW-S{i}": shifted(year, f"KRW-S{i}", 0).slice(i * 7, len(year)) for i in range(5)}
+    rate, steps, trades = _rate(five, app)
+    out.append({"figure": "backtest 5 symbols, 1 year, portfolio limits", "value": round(rate),
+                "unit": "candle-steps/s", "target": ">= 300,000",
+                "note": f"{steps:,} candle-steps, {trades} trades"})  # fmt: skip
+    return out
+
+
+if __name__ == "__main__":
+    for fig in run():
+        print(fig)
