@@ -19,6 +19,7 @@ from coinpilot.domain.candles import Candles
 
 HEADER = ("symbol", "ts_utc", "open", "high", "low", "close", "volume", "value_krw")
 MAX_REPORTED = 20
+SYMBOL_MAX = 20  # market_data.symbol is varchar(20)
 
 
 @dataclass(frozen=True)
@@ -70,9 +71,10 @@ def parse_row(fields: list[str], symbol: str | None) -> CandleRow:
         raise ValueError("open/close outside [low, high] or low > high")
     if vol < 0 or (value is not None and value < 0):
         raise ValueError("volume must not be negative")
-    if not (symbol or sym):
-        raise ValueError("symbol is empty")
-    return CandleRow(symbol or sym, INTERVAL, ts, o, h, lo, c, vol, value)
+    name = symbol or sym
+    if not name or len(name) > SYMBOL_MAX:
+        raise ValueError(f"symbol must be 1..{SYMBOL_MAX} characters: {name!r}")
+    return CandleRow(name, INTERVAL, ts, o, h, lo, c, vol, value)
 
 
 def read_csv(path: Path, symbol: str | None = None) -> list[CandleRow]:

@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+import asyncpg
+
 from coinpilot.adapters import db
 from coinpilot.adapters.csvdata import CsvFormatError, read_csv
 from coinpilot.adapters.marketdata import CandleRow, upsert_candles
@@ -59,7 +61,12 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
     except OSError as exc:
         print(f"coinpilot import-csv: {exc}; nothing imported", file=sys.stderr)
         return 1
-    stored = asyncio.run(store(settings, rows))
+    try:
+        stored = asyncio.run(store(settings, rows))
+    except asyncpg.PostgresError as exc:
+        print(f"coinpilot import-csv: database refused the rows ({exc}); nothing imported",
+              file=sys.stderr)  # fmt: skip
+        return 1
     seconds = time.perf_counter() - started
     symbols = sorted({r.symbol for r in rows})
     print(

@@ -205,6 +205,43 @@ class Collector(PeriodicService):
             self.metrics.candle_age.labels(symbol=symbol).set((now - newest).total_seconds())
 
 
+def replay_collector(
+    *,
+    http: Any,
+    base_url: str,
+    pool: asyncpg.Pool,
+    symbols: Sequence[str],
+    config: CollectorConfig,
+    clock: Clock,
+    metrics: Metrics,
+    health: Health,
+) -> Collector:
+    """A collector for simulated-clock replays: no pacing and no backoff, so nothing sleeps.
+
+    Pair it with a fake whose clock is the same SimulatedClock and whose rate limit is off;
+    then ``await collector.run_once()`` after each ``clock.advance(60)`` stores exactly the
+    minutes that closed.
+    """
+    client = UpbitClient(
+        http,
+        base_url,
+        clock=clock,
+        metrics=metrics,
+        requests_per_second=None,
+        max_retries=0,
+        retry_base_s=0.0,
+    )
+    return Collector(
+        client=client,
+        pool=pool,
+        symbols=symbols,
+        config=config,
+        clock=clock,
+        health=health,
+        metrics=metrics,
+    )
+
+
 def build_collector(deps: Any) -> Collector:
     from coinpilot.adapters.upbit import client_from_settings
 

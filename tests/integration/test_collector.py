@@ -20,7 +20,7 @@ from coinpilot.adapters.upbit import UpbitClient
 from coinpilot.clock import SimulatedClock, floor_minute
 from coinpilot.config import CollectorConfig
 from coinpilot.observability import Health, Metrics
-from coinpilot.services.collector import Collector
+from coinpilot.services.collector import Collector, replay_collector
 from tests.fakes.upbit import FakeUpbit, running_fake_upbit
 
 BTC_FILE = "upbit_KRW-BTC_1m_2018-01-25_2018-02-01.csv"
@@ -221,7 +221,16 @@ async def test_replayed_collection_feeds_the_bot_query(
     fake = FakeUpbit(clock=clock, limit_per_s=None)
     fake.add_rows(day)
     async with running_fake_upbit(fake) as (_, url):
-        collector = make_collector(http, url, pool, clock, ["KRW-BTC"])
+        collector = replay_collector(
+            http=http,
+            base_url=url,
+            pool=pool,
+            symbols=["KRW-BTC"],
+            config=CollectorConfig(backfill_days=0.5),
+            clock=clock,
+            metrics=Metrics(),
+            health=Health(),
+        )
         await collector.startup()
         for _ in range(5):
             clock.advance(60)
