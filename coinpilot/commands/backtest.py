@@ -59,8 +59,6 @@ def _check(args: argparse.Namespace) -> str | None:
         return "--symbols needs --from and --to"
     if args.start and args.end and args.start >= args.end:
         return "--from must be before --to"
-    if args.ai == "replay" and not args.symbols and args.csv is None:
-        return "--ai replay needs recorded decisions in the database"
     return None
 
 
