@@ -128,6 +128,7 @@ class JobScheduler:
         self.state = health.service(self.name)
         self.scheduler: AsyncIOScheduler | None = None
         self.inflight: set[asyncio.Task[Any]] = set()
+        self.last_status: dict[str, str] = {}
 
     @property
     def max_silence_s(self) -> float:
@@ -158,9 +159,14 @@ class JobScheduler:
         if task is not None:
             self.inflight.add(task)
         try:
-            return await run_recorded(self.ctx, name, self.jobs[name], self.clock)
+            status = await run_recorded(self.ctx, name, self.jobs[name], self.clock)
         finally:
             self.inflight.discard(task)  # type: ignore[arg-type]
+        self.last_status[name] = status
+        failing = [f"{job} {st}" for job, st in sorted(self.last_status.items()) if st != "ok"]
+        # /health reports "degraded" (still 200) while a job's latest run did not succeed.
+        self.state.degraded_reason = ("last run " + ", ".join(failing)) if failing else None
+        return status
 
     async def _drain(self) -> None:
         """Start nothing new, let running jobs finish within the drain budget, then stop."""

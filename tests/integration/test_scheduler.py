@@ -264,3 +264,29 @@ async def test_report_missed_while_down_is_caught_up_within_grace(
     sched = JobScheduler(ctx, clock=SystemClock(), health=Health(), metrics=ctx.metrics)
     trigger, grace = sched.triggers()["report"]
     assert await sched.missed_while_down("report", trigger, grace) is expected
+
+
+async def test_failing_job_marks_scheduler_degraded_until_it_succeeds(
+    pool: asyncpg.Pool,
+    redis: aioredis.Redis,
+    keys: Keys,
+    make_settings: Callable[..., Settings],
+) -> None:
+    """A failed run shows in /health as a degraded reason; the next good run clears it."""
+    ctx = context(make_settings(), pool, redis, keys)
+    outcomes = [RuntimeError("db gone"), None]
+
+    async def flaky(ctx: JobContext, now: datetime) -> str:
+        error = outcomes.pop(0)
+        if error is not None:
+            raise error
+        return "fine"
+
+    health = Health()
+    sched = JobScheduler(
+        ctx, clock=SystemClock(), health=health, metrics=ctx.metrics, jobs={"regime": flaky}
+    )
+    assert await sched.fire("regime") == "failed"
+    assert health.services["scheduler"].degraded_reason == "last run regime failed"
+    assert await sched.fire("regime") == "ok"
+    assert health.services["scheduler"].degraded_reason is None
