@@ -12,9 +12,12 @@ Between events the book does not change, so the equity curve is rebuilt afterwar
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -78,6 +81,18 @@ def _series(c: Candles, tl: Timeline, regime: npt.NDArray[np.int8], app: AppConf
     return Series(c, idx, close, regime, codes, entry_ticks, rsi14)
 
 
+def _all_series(
+    candles: Mapping[str, Candles], tl: Timeline, regs: Mapping[str, Any], app: AppConfig
+) -> dict[str, Series]:
+    """Per-symbol precomputation; symbols are independent and numpy releases the GIL."""
+    if len(candles) == 1:
+        return {s: _series(c, tl, regs[s], app) for s, c in candles.items()}
+    workers = min(len(candles), os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = {s: pool.submit(_series, c, tl, regs[s], app) for s, c in candles.items()}
+        return {s: f.result() for s, f in futures.items()}
+
+
 class Engine:
     def __init__(
         self,
@@ -89,7 +104,7 @@ class Engine:
         self.app, self.ai = app, ai
         self.tl = build_timeline(candles, int(app.bot.offset_s))
         regs = regimes(candles, self.tl, app, fixed_regime)
-        self.series = {s: _series(c, self.tl, regs[s], app) for s, c in candles.items()}
+        self.series = _all_series(candles, self.tl, regs, app)
         self.order = list(candles)
         self.ticks = self.tl.minutes + MINUTE + self.tl.tick_offset
         self.days = day_keys(self.ticks, app.tz)
