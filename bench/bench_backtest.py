@@ -28,16 +28,19 @@ YEAR_MINUTES = 525_600
 RUNS = 3
 
 
-def _rate(candles: dict[str, Candles], app: AppConfig) -> tuple[float, int, int]:
-    """(best candle-steps/s, steps, trades)."""
-    best, steps, trades = 0.0, 0, 0
+def _rate(candles: dict[str, Candles], app: AppConfig) -> tuple[float, int, str]:
+    """(best wall-clock candle-steps/s, steps, note with trades and the CPU-time rate)."""
+    best = best_cpu = 0.0
+    steps = trades = 0
     for _ in range(RUNS):
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         result = asyncio.run(run_backtest(candles, app))
-        elapsed = time.perf_counter() - started
+        elapsed, used = time.perf_counter() - started, time.process_time() - cpu
         steps, trades = result.candle_steps, len(result.trades)
         best = max(best, steps / elapsed)
-    return best, steps, trades
+        best_cpu = max(best_cpu, steps / used) if used > 0 else best_cpu
+    # On a busy machine wall time includes waiting; the CPU-time rate shows the work itself.
+    return best, steps, f"{steps:,} steps, {trades} trades, {best_cpu:,.0f}/CPU-s"
 
 
 def _year(base: Candles) -> Candles:
@@ -52,20 +55,17 @@ def run() -> list[dict[str, object]]:
     out: list[dict[str, object]] = []
     loaded = {name: load_csv(f"{DATA / name}={sym}") for name, sym in FILES.items()}
     for name, c in loaded.items():
-        rate, steps, trades = _rate({c.symbol: c}, app)
+        rate, _, note = _rate({c.symbol: c}, app)
         out.append({"figure": f"backtest 1 symbol {name.split('_1m_')[0]}", "value": round(rate),
-                    "unit": "candle-steps/s", "target": ">= 1,000,000",
-                    "note": f"{steps:,} candles, {trades} trades"})  # fmt: skip
+                    "unit": "candle-steps/s", "target": ">= 1,000,000", "note": note})  # fmt: skip
     year = _year(loaded["binance_BTCUSDT_1m_2024-02-01_2024-02-29.csv"])
-    rate, steps, trades = _rate({year.symbol: year}, app)
+    rate, _, note = _rate({year.symbol: year}, app)
     out.append({"figure": "backtest 1 symbol, 1 year (BTC Feb 2024 repeated)", "value": round(rate),
-                "unit": "candle-steps/s", "target": ">= 1,000,000",
-                "note": f"{steps:,} candles, {trades} trades"})  # fmt: skip
+                "unit": "candle-steps/s", "target": ">= 1,000,000", "note": note})  # fmt: skip
     five = {f"KRW-S{i}": shifted(year, f"KRW-S{i}", 0).slice(i * 7, len(year)) for i in range(5)}
-    rate, steps, trades = _rate(five, app)
+    rate, _, note = _rate(five, app)
     out.append({"figure": "backtest 5 symbols, 1 year, portfolio limits", "value": round(rate),
-                "unit": "candle-steps/s", "target": ">= 300,000",
-                "note": f"{steps:,} candle-steps, {trades} trades"})  # fmt: skip
+                "unit": "candle-steps/s", "target": ">= 300,000", "note": note})  # fmt: skip
     return out
 
 
