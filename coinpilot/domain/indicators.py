@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
-from numpy.lib.stride_tricks import sliding_window_view
 from scipy.signal import lfilter
 
 F64 = npt.NDArray[np.float64]
@@ -85,8 +84,18 @@ def _check_period(period: int, minimum: int) -> None:
         raise ValueError(f"period must be an integer ≥ {minimum}, got {period!r}")
 
 
-def _windows(values: F64, period: int) -> F64:
-    return sliding_window_view(values, period, axis=-1)
+def _rolling_sum(arr: F64, period: int) -> F64:
+    """Sum of each run of ``period`` values, for the runs ending at period − 1 … n − 1.
+
+    Added one shifted slice at a time: no cumulative sum (which drifts over long series) and
+    no (n, period) temporary, and the same order of additions whatever the array length, so
+    a window and a whole history give bit-identical sums.
+    """
+    n = arr.shape[-1]
+    out = arr[..., : n - period + 1].copy()
+    for k in range(1, period):
+        out += arr[..., k : n - period + 1 + k]
+    return out
 
 
 def sma(values: npt.ArrayLike, period: int) -> F64:
@@ -95,17 +104,29 @@ def sma(values: npt.ArrayLike, period: int) -> F64:
     arr = _as_f64(values)
     out = np.full_like(arr, np.nan)
     if arr.shape[-1] >= period:
-        out[..., period - 1 :] = _windows(arr, period).mean(axis=-1)
+        out[..., period - 1 :] = _rolling_sum(arr, period) / period
     return out
 
 
 def rolling_std(values: npt.ArrayLike, period: int, ddof: int = 1) -> F64:
-    """Rolling standard deviation (sample std by default); NaN before period − 1."""
+    """Rolling standard deviation (sample std by default); NaN before period − 1.
+
+    Two-pass (deviations from each window's own mean), so a large price level does not
+    cancel away a small spread.
+    """
     _check_period(period, ddof + 1)
     arr = _as_f64(values)
     out = np.full_like(arr, np.nan)
-    if arr.shape[-1] >= period:
-        out[..., period - 1 :] = _windows(arr, period).std(axis=-1, ddof=ddof)
+    n = arr.shape[-1]
+    if n >= period:
+        mean = _rolling_sum(arr, period) / period
+        sq = np.zeros_like(mean)
+        dev = np.empty_like(mean)
+        for k in range(period):
+            np.subtract(arr[..., k : n - period + 1 + k], mean, out=dev)
+            np.multiply(dev, dev, out=dev)
+            sq += dev
+        out[..., period - 1 :] = np.sqrt(sq / (period - ddof))
     return out
 
 
@@ -125,7 +146,7 @@ def volume_ratios(volume: npt.ArrayLike, period: int) -> F64:
     arr = _as_f64(volume)
     out = np.full_like(arr, np.nan)
     if arr.shape[-1] > period:
-        prev_mean = _windows(arr[..., :-1], period).mean(axis=-1)
+        prev_mean = _rolling_sum(arr[..., :-1], period) / period
         with np.errstate(divide="ignore", invalid="ignore"):
             out[..., period:] = arr[..., period:] / prev_mean
     return out
@@ -146,19 +167,23 @@ def touch_recovery(
     c = _as_f64(close)
     lower = _as_f64(bb_lower)
     defined = ~np.isnan(lower)
-    touched = defined & (c <= lower)
-    above = defined & (c > lower)
     n = c.shape[-1]
-    zero = np.zeros((*c.shape[:-1], 1), dtype=np.int64)
-    touch_cum = np.concatenate([zero, np.cumsum(touched, axis=-1)], axis=-1)
-    above_cum = np.concatenate([zero, np.cumsum(above, axis=-1)], axis=-1)
-    defined_cum = np.cumsum(defined, axis=-1)
-    idx = np.arange(n)
-    # Counts over [t - a + 1, t - b] are cum[t - b + 1] - cum[t - a + 1], clipped at 0.
-    hi = np.clip(idx - sustain + 1, 0, n)
-    lo = np.clip(idx - lookback + 1, 0, n)
-    any_touch = (touch_cum[..., hi] - touch_cum[..., lo]) > 0
-    recent_lo = np.clip(idx - sustain + 1, 0, n)
-    all_above = (above_cum[..., idx + 1] - above_cum[..., recent_lo]) == sustain
-    enough = defined_cum >= max(lookback, sustain + 1)
+    # With C(k) = flags counted over candles 0 … k − 1 (0 for k ≤ 0) stored at pad + k − 1,
+    # the count over candles a … b is C(b + 1) − C(a), and every shift is a plain slice.
+    pad = max(lookback, sustain)
+    touch_cum = _padded_count(defined & (c <= lower), pad)
+    above_cum = _padded_count(defined & (c > lower), pad)
+    before_recent = touch_cum[..., pad - sustain : pad - sustain + n]
+    any_touch = before_recent > touch_cum[..., pad - lookback : pad - lookback + n]
+    above_recent = above_cum[..., pad : pad + n] - above_cum[..., pad - sustain : pad - sustain + n]
+    all_above = above_recent == sustain
+    enough = np.cumsum(defined, axis=-1, dtype=np.int32) >= max(lookback, sustain + 1)
     return np.asarray(enough & any_touch & all_above)
+
+
+def _padded_count(flags: npt.NDArray[np.bool_], pad: int) -> npt.NDArray[np.int32]:
+    """Running count with ``pad`` zeros in front: out[pad + i] = flags[0 … i] summed."""
+    shape = (*flags.shape[:-1], flags.shape[-1] + pad)
+    out = np.zeros(shape, dtype=np.int32)
+    np.cumsum(flags, axis=-1, dtype=np.int32, out=out[..., pad:])
+    return out

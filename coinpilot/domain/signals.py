@@ -21,8 +21,9 @@ position inside its window is past the warm-up.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -55,33 +56,47 @@ class WindowedIndicators:
 
 
 class WindowedRsi:
-    """RSI of the window ending at t, read at t − lag, for every t (see module docstring)."""
+    """RSI of the window ending at t, read at t − lag, for every t (see module docstring).
+
+    For t ≥ window − 1 the window starts at s = t − window + 1 and u − s is the constant
+    window − 1 − lag, so the correction is one scalar times a shifted slice; before that the
+    window starts at the history's first candle, whose average is zero, and nothing is
+    subtracted.
+    """
 
     def __init__(self, close: F64, period: int, window: int) -> None:
         gains, losses = ind.price_changes(close)
         alpha = 1.0 / period
-        self.period = period
+        self.period, self.window, self.beta = period, window, 1.0 - alpha
         self.avg = (ind.ewm_recursive(gains, alpha), ind.ewm_recursive(losses, alpha))
-        self.moves = (np.cumsum(gains > 0), np.cumsum(losses > 0))
-        self.decay = (1.0 - alpha) ** np.arange(window, dtype=np.float64)
-        t = np.arange(len(close))
-        self.t = t
-        self.start = np.maximum(0, t - window + 1)
+        self.moves = (_running_count(gains > 0), _running_count(losses > 0))
 
-    def _average(self, which: int, u: npt.NDArray[np.int64]) -> F64:
+    def _average(self, which: int, lag: int) -> F64:
         full, moves = self.avg[which], self.moves[which]
-        s = self.start
-        out = full[u] - self.decay[u - s] * full[s]
-        out[moves[u] == moves[s]] = 0.0
-        return np.maximum(out, 0.0)
+        n, w = len(full), self.window
+        out = np.empty(n)
+        head = min(n, w - 1)
+        # Window starting at the first candle: u = t - lag (clamped; masked later if < 0).
+        u = np.maximum(np.arange(head) - lag, 0)
+        out[:head] = np.where(moves[u] == moves[0], 0.0, full[u])
+        if n > head:
+            now = slice(w - 1 - lag, n - lag)
+            first = slice(0, n - w + 1)
+            body = full[now] - self.beta ** (w - 1 - lag) * full[first]
+            body[moves[now] == moves[first]] = 0.0
+            out[head:] = body
+        return np.maximum(out, 0.0, out=out)
 
     def at_lag(self, lag: int) -> F64:
-        u = self.t - lag
-        valid = u - self.start >= max(self.period - 1, 0)
-        u = np.where(valid, u, self.start)
-        out = ind.rsi_from_averages(self._average(0, u), self._average(1, u))
-        out[~valid] = np.nan
+        out = ind.rsi_from_averages(self._average(0, lag), self._average(1, lag))
+        # Valid once the read candle is at least period - 1 into its window.
+        pos = np.minimum(np.arange(len(out)), self.window - 1)
+        out[pos - lag < self.period - 1] = np.nan
         return out
+
+
+def _running_count(flags: npt.NDArray[np.bool_]) -> npt.NDArray[np.int32]:
+    return np.cumsum(flags, dtype=np.int32)
 
 
 def _position(n: int, window: int) -> npt.NDArray[np.int64]:
@@ -94,39 +109,75 @@ def _masked(values: F64, valid: npt.NDArray[np.bool_]) -> F64:
 
 
 def _volume(volume: F64, p: IndicatorParams, pos: npt.NDArray[np.int64]) -> tuple[F64, F64]:
-    ratios = ind.volume_ratios(volume, p.volume_period)
+    n, period = len(volume), p.volume_period
+    ratios = ind.volume_ratios(volume, period)
     current = np.where(np.isfinite(ratios), ratios, 0.0)
-    current = _masked(current, pos >= p.volume_period)
+    current[pos < period] = np.nan
     count = p.recent_count
-    recent = np.zeros((len(volume), count))
-    for j in range(min(count, len(volume))):
-        lagged = np.full(len(volume), np.nan)
-        lagged[j:] = ratios[: len(volume) - j]
-        ok = (pos - j >= p.volume_period) & ~np.isnan(lagged)
-        recent[:, count - 1 - j] = np.where(ok, lagged, 0.0)
+    cleaned = np.where(np.isnan(ratios), 0.0, ratios)
+    recent = np.zeros((n, count))
+    for j in range(min(count, n)):
+        col = recent[:, count - 1 - j]
+        col[j:] = cleaned[: n - j]
+        # A ratio from before the window's warm-up reads 0.0 in the live snapshot.
+        col[pos - j < period] = 0.0
     return current, recent
 
 
-def windowed_indicators(candles: Candles, p: IndicatorParams, window: int) -> WindowedIndicators:
-    """Snapshot values at every candle of ``candles``, each from its own live window."""
+Memo = dict[tuple[object, ...], object]
+
+
+def _memo(memo: Memo, key: tuple[object, ...], make: Callable[[], Any]) -> Any:
+    """Regimes often share periods; compute each indicator series once per history."""
+    if key not in memo:
+        memo[key] = make()
+    return memo[key]
+
+
+def windowed_indicators(
+    candles: Candles, p: IndicatorParams, window: int, memo: Memo | None = None
+) -> WindowedIndicators:
+    """Snapshot values at every candle of ``candles``, each from its own live window.
+
+    ``memo`` (one per history and window) lets several parameter sets share series.
+    """
+    memo = {} if memo is None else memo
     close, n = candles.close, len(candles)
     pos = _position(n, window)
-    rsi_long = WindowedRsi(close, p.rsi_period, window)
-    rsi_short = WindowedRsi(close, p.rsi_short_period, window)
-    lags = [rsi_short.at_lag(j) for j in range(p.rsi_7_recovery_lookback)]
-    with np.errstate(invalid="ignore"):
-        rsi7_min = np.fmin.reduce(np.stack(lags), axis=0)
-    lower, _mid, _upper = ind.bollinger(close, p.bb_period, p.bb_std)
-    touch = ind.touch_recovery(close, lower, p.bb_touch_lookback, p.bb_recovery_sustain_candles)
+    rsi_long = _memo(memo, ("rsi", p.rsi_period), lambda: WindowedRsi(close, p.rsi_period, window))
+    rsi_short = _memo(
+        memo, ("rsi", p.rsi_short_period), lambda: WindowedRsi(close, p.rsi_short_period, window)
+    )
+    lags = [
+        _memo(memo, ("rsi_lag", p.rsi_short_period, j), lambda j=j: rsi_short.at_lag(j))
+        for j in range(p.rsi_7_recovery_lookback)
+    ]
+    rsi7_min = lags[0].copy()
+    for lagged in lags[1:]:
+        np.fmin(rsi7_min, lagged, out=rsi7_min)
+    bands = (p.bb_period, p.bb_std)
+    lower = _memo(memo, ("bb", *bands), lambda: ind.bollinger(close, *bands)[0])
+    touch = _memo(
+        memo,
+        ("touch", *bands, p.bb_touch_lookback, p.bb_recovery_sustain_candles),
+        lambda: ind.touch_recovery(
+            close, lower, p.bb_touch_lookback, p.bb_recovery_sustain_candles
+        ),
+    )
     need = max(p.bb_touch_lookback, p.bb_recovery_sustain_candles + 1)
-    vol_ratio, recent = _volume(candles.volume, p, pos)
+    vol_ratio, recent = _memo(
+        memo,
+        ("volume", p.volume_period, p.recent_count),
+        lambda: _volume(candles.volume, p, pos),
+    )
+    ma = _memo(memo, ("sma", p.ma_period), lambda: ind.sma(close, p.ma_period))
     return WindowedIndicators(
         close=close,
-        rsi14=rsi_long.at_lag(0),
+        rsi14=_memo(memo, ("rsi_lag", p.rsi_period, 0), lambda: rsi_long.at_lag(0)),
         rsi7=lags[0],
         rsi7_prev=lags[1],
         rsi7_min_lookback=rsi7_min,
-        ma=_masked(ind.sma(close, p.ma_period), pos >= p.ma_period - 1),
+        ma=_masked(ma, pos >= p.ma_period - 1),
         bb_lower=_masked(lower, pos >= p.bb_period - 1),
         vol_ratio=vol_ratio,
         recent_vol_ratios=recent,
@@ -223,6 +274,7 @@ def entry_signals(
     pos = _position(n, window)
     out = np.full(n, CODE_INDEX["regime_unknown"], dtype=np.int8)
     cache: dict[IndicatorParams, WindowedIndicators] = {}
+    memo: Memo = {}
     for name in REGIMES:
         rows = reg == REGIME_INDEX[name]
         if name == "UNKNOWN" or not rows.any():
@@ -233,7 +285,7 @@ def entry_signals(
             continue
         p = IndicatorParams.from_entry(cfg.entry)
         if p not in cache:
-            cache[p] = windowed_indicators(candles, p, window)
+            cache[p] = windowed_indicators(candles, p, window, memo)
         out[rows] = entry_codes(cache[p], name, cfg.entry, min_candles)[rows]
     out[pos + 1 < min_candles] = CODE_INDEX["insufficient_data"]
     return EntrySignals(out)

@@ -183,28 +183,36 @@ def snapshot_columns(close: F64, volume: F64, p: IndicatorParams) -> dict[str, n
     }
 
 
-def _build(
-    candles: Candles, cols: dict[str, np.ndarray], i: int, p: IndicatorParams
-) -> IndicatorSnapshot:
-    return IndicatorSnapshot(
-        symbol=candles.symbol,
-        ts=int(candles.ts[-1]),
-        n_candles=len(candles),
-        close=float(candles.close[-1]),
-        volume=float(candles.volume[-1]),
-        rsi14=float(cols["rsi14"][i]),
-        rsi7=float(cols["rsi7"][i]),
-        rsi7_prev=float(cols["rsi7_prev"][i]),
-        rsi7_min_lookback=float(cols["rsi7_min_lookback"][i]),
-        ma=float(cols["ma"][i]),
-        bb_lower=float(cols["bb_lower"][i]),
-        bb_mid=float(cols["bb_mid"][i]),
-        bb_upper=float(cols["bb_upper"][i]),
-        vol_ratio=float(cols["vol_ratio"][i]),
-        recent_vol_ratios=tuple(cols["recent"][i].tolist()),
-        bb_touch_recovery=bool(cols["touch"][i]),
-        params=p,
-    )
+SCALARS = (
+    "rsi14", "rsi7", "rsi7_prev", "rsi7_min_lookback", "ma",
+    "bb_lower", "bb_mid", "bb_upper", "vol_ratio",
+)  # fmt: skip
+
+
+def _build_all(
+    tails: Sequence[Candles], cols: dict[str, np.ndarray], p: IndicatorParams
+) -> list[IndicatorSnapshot]:
+    """One snapshot per row of ``cols``; values leave numpy as Python floats in bulk."""
+    values = [cols[name].tolist() for name in SCALARS]
+    recent = cols["recent"].tolist()
+    touch = cols["touch"].tolist()
+    out = []
+    for row, c in enumerate(tails):
+        v = [column[row] for column in values]
+        out.append(
+            IndicatorSnapshot(
+                c.symbol,
+                int(c.ts[-1]),
+                len(c),
+                float(c.close[-1]),
+                float(c.volume[-1]),
+                *v,
+                tuple(recent[row]),
+                touch[row],
+                p,
+            )
+        )
+    return out
 
 
 def _params(params: IndicatorParams | EntryParams | None) -> IndicatorParams:
@@ -224,7 +232,7 @@ def compute_snapshot(
     tail = candles.tail(window)
     p = _params(params)
     cols = snapshot_columns(tail.close[None, :], tail.volume[None, :], p)
-    return _build(tail, cols, 0, p)
+    return _build_all([tail], cols, p)[0]
 
 
 def compute_snapshots(
@@ -243,7 +251,7 @@ def compute_snapshots(
             raise ValueError("params must have one entry per symbol")
     else:
         per = [_params(params)] * len(batch)
-    tails = [c.tail(window) for c in batch]
+    tails = [c if len(c) <= window else c.tail(window) for c in batch]
     groups: dict[tuple[IndicatorParams, int], list[int]] = {}
     for i, (tail, p) in enumerate(zip(tails, per, strict=True)):
         if len(tail) == 0:
@@ -254,6 +262,7 @@ def compute_snapshots(
         close = np.stack([tails[i].close for i in members])
         volume = np.stack([tails[i].volume for i in members])
         cols = snapshot_columns(close, volume, p)
-        for row, i in enumerate(members):
-            out[i] = _build(tails[i], cols, row, p)
+        built = _build_all([tails[i] for i in members], cols, p)
+        for i, snap in zip(members, built, strict=True):
+            out[i] = snap
     return [s for s in out if s is not None]
