@@ -23,11 +23,12 @@ from prometheus_client import (
     PlatformCollector,
     ProcessCollector,
 )
+from structlog.typing import EventDict
 
 SECRET_KEYS = ("api_key", "password", "secret", "token", "webhook_url", "authorization")
 
 
-def _drop_secrets(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+def _drop_secrets(_: Any, __: str, event: EventDict) -> EventDict:
     for key in list(event):
         if any(word in key.lower() for word in SECRET_KEYS):
             event[key] = "********"
@@ -38,7 +39,7 @@ def _drop_secrets(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
 PRIORITIES = {"debug": 7, "info": 6, "warning": 4, "error": 3, "critical": 2}
 
 
-def _add_priority(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+def _add_priority(_: Any, __: str, event: EventDict) -> EventDict:
     event["priority"] = PRIORITIES.get(event.get("level", "info"), 6)
     return event
 
@@ -60,7 +61,7 @@ class JournalJSONRenderer:
         self._json = structlog.processors.JSONRenderer()
         self._prefix = prefix
 
-    def __call__(self, logger: Any, name: str, event: dict[str, Any]) -> str:
+    def __call__(self, logger: Any, name: str, event: EventDict) -> str:
         line = str(self._json(logger, name, event))
         return f"<{event.get('priority', 6)}>{line}" if self._prefix else line
 
