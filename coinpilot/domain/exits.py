@@ -59,11 +59,11 @@ def effective_exit_params(
     entry_regime: str | None, current_regime: str | None, regimes: Mapping[str, RegimeParams]
 ) -> ExitParams:
     """SPEC §7.1: the entry regime's exits, or after a change the current one's, tighter SL."""
-    fallback = regimes[FALLBACK_REGIME].exit
-    entry_cfg = regimes[entry_regime].exit if entry_regime in regimes else fallback
+    fallback = regimes[FALLBACK_REGIME]
+    entry_cfg = regimes.get(entry_regime or "", fallback).exit
     if current_regime is None or current_regime == entry_regime:
         return entry_cfg
-    cur_cfg = regimes[current_regime].exit if current_regime in regimes else fallback
+    cur_cfg = regimes.get(current_regime, fallback).exit
     tighter = min(entry_cfg.stop_loss_pct, cur_cfg.stop_loss_pct)
     return cur_cfg.model_copy(update={"stop_loss_pct": tighter})
 

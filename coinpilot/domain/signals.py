@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -148,8 +149,8 @@ def windowed_indicators(
     rsi_short = _memo(
         memo, ("rsi", p.rsi_short_period), lambda: WindowedRsi(close, p.rsi_short_period, window)
     )
-    lags = [
-        _memo(memo, ("rsi_lag", p.rsi_short_period, j), lambda j=j: rsi_short.at_lag(j))
+    lags: list[F64] = [
+        _memo(memo, ("rsi_lag", p.rsi_short_period, j), partial(rsi_short.at_lag, j))
         for j in range(p.rsi_7_recovery_lookback)
     ]
     rsi7_min = lags[0].copy()
@@ -221,7 +222,8 @@ def _rule_failures(
                 out.append((code, ~(w.vol_ratio >= bound)))
         if e.volume_surge_check:
             recent = w.recent_vol_ratios[:, -e.volume_surge_window :]
-            out.append(("volume_surge", (recent >= e.volume_surge_ratio).any(axis=1)))
+            surge = np.asarray((recent >= e.volume_surge_ratio).any(axis=1))
+            out.append(("volume_surge", surge))
         if regime == "SIDEWAYS" and e.bb_enabled:
             out.append(("bb_touch_recovery_pending", ~w.bb_touch_recovery))
     return out

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -198,18 +199,20 @@ def _build_all(
     touch = cols["touch"].tolist()
     out = []
     for row, c in enumerate(tails):
-        v = [column[row] for column in values]
+        scalars: dict[str, Any] = {
+            name: column[row] for name, column in zip(SCALARS, values, strict=True)
+        }
         out.append(
             IndicatorSnapshot(
-                c.symbol,
-                int(c.ts[-1]),
-                len(c),
-                float(c.close[-1]),
-                float(c.volume[-1]),
-                *v,
-                tuple(recent[row]),
-                touch[row],
-                p,
+                symbol=c.symbol,
+                ts=int(c.ts[-1]),
+                n_candles=len(c),
+                close=float(c.close[-1]),
+                volume=float(c.volume[-1]),
+                recent_vol_ratios=tuple(recent[row]),
+                bb_touch_recovery=touch[row],
+                params=p,
+                **scalars,
             )
         )
     return out
