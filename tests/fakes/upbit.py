@@ -8,6 +8,8 @@ Serves candles loaded from the shared CSV files:
   and the minute in progress at the fake's own clock as the newest candle with partial
   values (open everywhere, a share of the volume); nothing after that clock.
 * ``GET /v1/market/all``: every loaded market plus ``extra_markets``.
+* ``GET /v1/ticker?markets=...``: a snapshot from the candles at the fake's clock
+  (day figures from 00:00 UTC; the 24 h and 52-week fields are left out).
 * ``Remaining-Req: group=candles; min=600; sec=N`` on every response; over
   ``limit_per_s`` in one second → 429 with a plain-text body; after ``block_after``
   consecutive 429s → 418 for ``block_s`` seconds (stated in the body and Retry-After).
@@ -27,6 +29,7 @@ import asyncio
 import bisect
 import contextlib
 import json
+import re
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -62,8 +65,12 @@ def _wire_time(ts: datetime) -> str:
 
 
 def parse_to(text: str) -> datetime:
-    """``...Z``, ``yyyy-MM-dd HH:mm:ss`` (UTC) and ``+09:00`` forms."""
-    when = datetime.fromisoformat(text.strip().replace(" ", "T"))
+    """``...Z``, ``yyyy-MM-dd HH:mm:ss`` (UTC) and ``+09:00`` forms.
+
+    A ``+`` the client forgot to encode arrives as a space: ``...13:56:53 09:00``.
+    """
+    text = re.sub(r"(\d{2}:\d{2}:\d{2}) (\d{2}:\d{2})$", r"\1+\2", text.strip())
+    when = datetime.fromisoformat(text.replace(" ", "T"))
     return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
@@ -299,10 +306,60 @@ class FakeUpbit:
             items.append(item)
         return self._json(json.dumps(items, ensure_ascii=False), left)
 
+    async def ticker(self, request: web.Request) -> web.Response:
+        self.stats["ticker_requests"] += 1
+        left, refused = self._admit()
+        if refused is not None:
+            return refused
+        markets = [m for m in request.query.get("markets", "").split(",") if m]
+        if not markets or any(m not in self.series for m in markets):
+            return self._error(404, "not_found_market", "Code not found", left)
+        items = [self._ticker(m) for m in markets]
+        return self._json(json.dumps([i for i in items if i is not None], default=float), left)
+
+    def _ticker(self, market: str) -> dict[str, Any] | None:
+        """Snapshot at the fake's now: the day runs from 00:00 UTC, as Upbit's ticker does."""
+        now = self.now()
+        recent = self.select(market, None, 200)
+        if not recent:
+            return None
+        last = recent[0]
+        midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        series = self.series[market]
+        lo_i = bisect.bisect_left(series.starts, midnight)
+        hi_i = bisect.bisect_right(series.starts, now)
+        day = series.rows[lo_i:hi_i] or [last]
+        prev = series.rows[lo_i - 1].close_price if lo_i > 0 else day[0].open_price
+        change = last.close_price - prev
+        tick = now.astimezone(UTC)
+        return {
+            "market": market,
+            "trade_date": tick.strftime("%Y%m%d"),
+            "trade_time": tick.strftime("%H%M%S"),
+            "trade_date_kst": (tick + KST).strftime("%Y%m%d"),
+            "trade_time_kst": (tick + KST).strftime("%H%M%S"),
+            "trade_timestamp": int(tick.timestamp() * 1000),
+            "opening_price": day[0].open_price,
+            "high_price": max(r.high_price for r in day),
+            "low_price": min(r.low_price for r in day),
+            "trade_price": last.close_price,
+            "prev_closing_price": prev,
+            "change": "RISE" if change > 0 else "FALL" if change < 0 else "EVEN",
+            "change_price": abs(change),
+            "change_rate": abs(change) / prev,
+            "signed_change_price": change,
+            "signed_change_rate": change / prev,
+            "trade_volume": last.volume,
+            "acc_trade_price": sum((r.value_krw or Decimal(0)) for r in day),
+            "acc_trade_volume": sum(r.volume for r in day),
+            "timestamp": int(tick.timestamp() * 1000),
+        }
+
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/v1/candles/minutes/{unit}", self.candles)
         app.router.add_get("/v1/market/all", self.markets)
+        app.router.add_get("/v1/ticker", self.ticker)
         return app
 
 

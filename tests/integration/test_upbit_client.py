@@ -213,3 +213,33 @@ async def test_market_list(http: aiohttp.ClientSession, btc_rows: list) -> None:
         assert await client(http, url).krw_markets() == {"KRW-BTC", "KRW-ETH", "BTC-ETH"}
         async with http.get(url + "/v1/market/all", params={"is_details": "true"}) as resp:
             assert "market_event" in (await resp.json())[0]
+
+
+async def test_fake_ticker_snapshot_follows_its_clock(
+    http: aiohttp.ClientSession, btc_rows: list
+) -> None:
+    """The ticker's price is the newest candle's close at the fake's clock; day figures add up."""
+    fake = FakeUpbit()
+    fake.add_rows(btc_rows)
+    fake.set_now(T0 + timedelta(minutes=100, seconds=59))
+    async with running_fake_upbit(fake) as (_, url):
+        params = {"markets": "KRW-BTC"}
+        async with http.get(url + "/v1/ticker", params=params) as resp:
+            (tick,) = await resp.json()
+    closed = [r for r in btc_rows if r.ts <= T0 + timedelta(minutes=99)]
+    assert tick["trade_price"] == float(btc_rows[100].open_price)  # the forming minute so far
+    assert tick["high_price"] >= float(max(r.high_price for r in closed))
+    assert tick["trade_date"] == "20180125"
+
+
+async def test_fake_reads_a_kst_to_whose_plus_arrived_as_a_space(
+    http: aiohttp.ClientSession, btc_rows: list
+) -> None:
+    """`to=...15:45:00 09:00` (an unencoded +) still means 06:45 UTC."""
+    fake = FakeUpbit()
+    fake.add_rows(btc_rows)
+    async with running_fake_upbit(fake) as (_, url):
+        query = "market=KRW-BTC&count=1&to=2018-01-25T15:45:00+09:00"
+        async with http.get(f"{url}/v1/candles/minutes/1?{query}") as resp:
+            (candle,) = await resp.json()
+    assert candle["candle_date_time_utc"] == "2018-01-25T06:44:00"
