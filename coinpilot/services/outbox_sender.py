@@ -10,8 +10,8 @@ Delivery guarantees:
   the limit is global; the row waits without losing an attempt.
 - Other failures back off exponentially with jitter; after ``notify.max_attempts`` the row
   is marked 'failed' and kept. 400 (a payload Discord will never accept) fails at once.
-- 404 / 401 mean the webhook is gone: the route is disabled (logged once), rows for it are
-  marked 'disabled' and kept.
+- 404 / 401 mean the webhook is gone: the route is disabled (logged once, remembered in
+  notify_disabled_routes across restarts), rows for it are marked 'disabled' and kept.
 Webhook URLs are secrets: logs name a route by a short hash, never by its URL.
 """
 
@@ -216,9 +216,7 @@ class OutboxSender(PeriodicService):
         if out.status == 429:
             await self._rate_limited(row, route, now, out)
         elif out.status in (401, 404):
-            if not route.disabled:
-                route.disabled = True
-                log.error("webhook_disabled", route=route.label, kind=kind, status=out.status)
+            await self._disable(route, kind, out.status)
             await self._finish(row, "disabled", f"HTTP {out.status}: webhook unknown")
         elif out.status == 400:
             log.error("notify_rejected", kind=kind, outbox_id=row["id"], error=out.error)
@@ -226,6 +224,28 @@ class OutboxSender(PeriodicService):
         else:
             await self._retry_or_fail(row, now, out)
         return 0
+
+    async def _disable(self, route: Route, kind: str, status: int) -> None:
+        if route.disabled:
+            return
+        route.disabled = True
+        log.error("webhook_disabled", route=route.label, kind=kind, status=status)
+        await self.pool.execute(
+            "INSERT INTO notify_disabled_routes (route, status) VALUES ($1, $2) "
+            "ON CONFLICT (route) DO NOTHING",
+            route.label,
+            status,
+        )
+
+    async def load_disabled_routes(self) -> None:
+        """Remember webhooks found dead before a restart (Discord: stop using them)."""
+        labels = {
+            r["route"] for r in await self.pool.fetch("SELECT route FROM notify_disabled_routes")
+        }
+        for kind in KINDS:
+            url = self.url_for(kind)
+            if url is not None and route_label(url) in labels:
+                self.route(url).disabled = True
 
     async def _rate_limited(
         self, row: asyncpg.Record, route: Route, now: datetime, out: Outcome
@@ -293,6 +313,7 @@ class OutboxSender(PeriodicService):
         )
 
     async def startup(self) -> None:
+        await self.load_disabled_routes()
         await notify_system(self.pool, "start", "CoinPilot daemon started")
 
     async def run(self, stop: asyncio.Event) -> None:

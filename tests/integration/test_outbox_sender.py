@@ -206,6 +206,13 @@ async def test_unknown_webhook_disables_route_and_logs_once(
     assert {s for s, _ in (await statuses(pool)).values()} == {"disabled"}
     assert [e["event"] for e in logs].count("webhook_disabled") == 1
     assert all(gone not in str(e) for e in logs)
+    # After a restart the dead webhook is not tried again.
+    restarted = make_sender(settings, pool, http)
+    await restarted.load_disabled_routes()
+    await enqueue(pool, "risk", {"n": 4})
+    await restarted.drain()
+    assert len(discord.requests) == 1
+    assert {s for s, _ in (await statuses(pool)).values()} == {"disabled"}
 
 
 async def test_oversized_payloads_are_never_rejected(
