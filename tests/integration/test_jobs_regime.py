@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
-from coinpilot.adapters.cache import Keys
+from coinpilot.adapters.cache import Keys, create_redis
 from coinpilot.adapters.marketdata import load_range
 from coinpilot.config import Settings
 from coinpilot.domain.regime import resample_hourly
@@ -165,3 +165,22 @@ async def test_sql_hourly_closes_match_the_strategy_resampler(
     start, end = closed_hours_window(now, settings.app.regime_detection)
     minutes = await load_range(pool, "KRW-BTC", start, end)
     assert got.tolist() == resample_hourly(minutes, now.timestamp()).close.tolist()
+
+
+async def test_redis_down_still_records_history(
+    pool: asyncpg.Pool,
+    keys: Keys,
+    data_dir: Path,
+    make_settings: Callable[..., Settings],
+) -> None:
+    """With Redis unreachable the regime is still recorded in PostgreSQL and the error counted."""
+    last = await load_csv(pool, data_dir / BTC_FEB_2024, "KRW-BTC", last=TEN_DAYS)
+    dead = create_redis("redis://127.0.0.1:1/0")
+    try:
+        ctx = context(make_settings(symbols=["KRW-BTC"]), pool, dead, keys)
+        assert await run_regime_job(ctx, last + timedelta(minutes=2)) == "KRW-BTC=BULL"
+    finally:
+        await dead.aclose()
+    assert [r["regime"] for r in await history(pool)] == ["BULL"]
+    errors = ctx.metrics.dependency_errors.labels(dependency="redis", kind="ConnectionError")
+    assert errors._value.get() == 1
