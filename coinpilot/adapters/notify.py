@@ -16,6 +16,7 @@ daily-report {date, lines, summary}, system {event, level, message}.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 TITLE_MAX = 256
@@ -37,6 +38,7 @@ GREEN, RED, ORANGE, YELLOW, BLUE, PURPLE, GREY = (
     0x95A5A6,
 )
 
+MONEY_SUFFIXES = ("price", "notional", "pnl", "_krw")
 _TITLE_KEYS = ("title",)
 _TEXT_KEYS = ("description", "message", "reason", "summary")
 
@@ -92,13 +94,26 @@ def _description(kind: str, p: Mapping[str, Any]) -> str:
     return ""
 
 
+def readable(key: str, value: Any) -> str:
+    """Money-like values get thousands separators (95000000 → 95,000,000); others as given."""
+    if key.endswith(MONEY_SUFFIXES) and not isinstance(value, bool):
+        try:
+            number = Decimal(str(value))
+        except InvalidOperation:
+            return str(value)
+        if number.is_finite():
+            return f"{number:,}"
+    return str(value)
+
+
 def _fields(p: Mapping[str, Any], used: set[str]) -> list[dict[str, Any]]:
     out = []
     for key, value in p.items():
         if key in used or value is None or value == "" or isinstance(value, dict | list):
             continue
         name = clip(key.replace("_", " ").capitalize(), FIELD_NAME_MAX) or "-"
-        out.append({"name": name, "value": clip(value, FIELD_VALUE_MAX) or "-", "inline": True})
+        text = clip(readable(key, value), FIELD_VALUE_MAX) or "-"
+        out.append({"name": name, "value": text, "inline": True})
     return out[:FIELDS_MAX]
 
 

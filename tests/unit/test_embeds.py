@@ -75,3 +75,19 @@ def test_daily_report_shows_summary_and_lines() -> None:
         footer="f",
     )
     assert msg["embeds"][0]["description"] == "s1\ns2\ns3\n\nPnL: 1 KRW"
+
+
+def test_money_fields_get_thousands_separators() -> None:
+    """Prices and PnL read as 95,000,000 and -1,200.5; other numbers are left alone."""
+    msg = build_message(
+        "trade",
+        {"side": "SELL", "price": "95000000", "realized_pnl": -1200.5, "quantity": "1000.5"},
+        footer="f",
+    )
+    values = {f["name"]: f["value"] for f in msg["embeds"][0]["fields"]}
+    assert values == {
+        "Side": "SELL",
+        "Price": "95,000,000",
+        "Realized pnl": "-1,200.5",
+        "Quantity": "1000.5",
+    }
