@@ -278,3 +278,22 @@ def test_reason_codes_are_stable_snake_case() -> None:
     for name in ENTRY_CODES:
         assert name == name.lower()
         assert name.replace("_", "").isalnum()
+
+
+def test_indicator_params_follow_the_regime() -> None:
+    """Periods come from the regime's entry config; UNKNOWN uses the defaults 20 / 5 / 30 / 1."""
+    sideways = IndicatorParams.for_regime("SIDEWAYS", REGIMES)
+    assert sideways.bb_recovery_sustain_candles == 2
+    assert sideways.ma_period == REGIMES["SIDEWAYS"].entry.ma_period
+    unknown = IndicatorParams.for_regime("UNKNOWN", REGIMES)
+    assert (unknown.ma_period, unknown.rsi_7_recovery_lookback) == (20, 5)
+    assert (unknown.bb_touch_lookback, unknown.bb_recovery_sustain_candles) == (30, 1)
+
+
+def test_snapshot_as_dict_has_no_nan() -> None:
+    """The plain-data view reads a missing (NaN) value as None and keeps the rest as is."""
+    snap = dataclasses.replace(base("BULL"), ma=NAN, recent_vol_ratios=(0.0, math.inf))
+    plain = snap.as_dict()
+    assert plain["ma"] is None
+    assert plain["rsi14"] == 45.0
+    assert plain["recent_vol_ratios"] == [0.0, math.inf]
