@@ -1,7 +1,7 @@
 """The backtest's in-memory book: cash, open positions and the KST day's risk state.
 
-Every decision about money goes through ``rules`` (risk check, sizing, fills), which binds
-to the live engine's pure modules; this file only keeps the state those functions read and
+Every decision about money goes through ``rules`` (risk check, sizing, fills), which calls
+the live engine's pure modules; this file only keeps the state those functions read and
 write, the way the ledger tables do for the daemon.
 """
 
@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from coinpilot.backtest.model import Trade
+from coinpilot.domain.fills import to_decimal
 
 
 @dataclass
@@ -52,11 +53,11 @@ class Book:
         total = self.cash
         for p in self.positions.values():
             price = p.last_close if marks is None else marks.get(p.symbol, p.last_close)
-            total += p.quantity * Decimal(repr(price))
+            total += p.quantity * to_decimal(price)
         return total
 
     def exposure(self) -> Decimal:
         return sum(
-            (p.quantity * Decimal(repr(p.last_close)) for p in self.positions.values()),
+            (p.quantity * to_decimal(p.last_close) for p in self.positions.values()),
             Decimal(0),
         )

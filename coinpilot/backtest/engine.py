@@ -38,6 +38,7 @@ from coinpilot.config import AppConfig
 from coinpilot.domain.ai_types import AiStep, EntryCandidate
 from coinpilot.domain.candles import Candles
 from coinpilot.domain.exits import evaluate_exit
+from coinpilot.domain.fills import to_decimal
 from coinpilot.domain.snapshot import IndicatorParams, compute_snapshot
 from coinpilot.domain.strategy import ENTRY_CODES
 
@@ -173,7 +174,7 @@ class Engine:
         rsi14 = float(s.rsi14[k])  # the windowed value, equal to compute_snapshot's
         close = float(s.close[k])
         # The stored HWM: the entry price until a close rose above it (closes are floats).
-        hwm = pos.hwm if s.hwm <= float(pos.hwm) else Decimal(repr(s.hwm))
+        hwm = pos.hwm if s.hwm <= float(pos.hwm) else to_decimal(s.hwm)
         decision = evaluate_exit(
             avg_price=pos.avg_price,
             opened_at=_utc(pos.opened_ts),
@@ -195,8 +196,8 @@ class Engine:
     def _sell(self, sym: str, k: int, close: float, reason: str) -> None:
         book = self.book
         pos = book.positions.pop(sym)
-        fill = rules.sell_fill(Decimal(repr(close)), pos.quantity, self.app.fills)
-        book.cash += fill.value - fill.fee
+        fill = rules.sell_fill(to_decimal(close), pos.quantity, self.app.fills)
+        book.cash += fill.notional - fill.fee
         now = int(self.ticks[k])
         trade = dataclasses.replace(
             book.trades[pos.trade_index], exit_ts=now, exit_price=fill.price,
@@ -224,11 +225,11 @@ class Engine:
         close = float(s.close[k])
         if self.ai is not None and not await self._ai_ok(sym, k, regime, close, amount):
             return
-        fill = rules.buy_fill(Decimal(repr(close)), amount, app.fills)
+        fill = rules.buy_fill(to_decimal(close), amount, app.fills)
         if fill is None:
             self._count("below_min_order")
             return
-        book.cash -= fill.value + fill.fee
+        book.cash -= fill.notional + fill.fee
         book.last_buy_candle[sym] = i
         assert book.day is not None
         book.day.buy_count += 1

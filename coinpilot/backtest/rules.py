@@ -1,92 +1,71 @@
-"""Risk check, sizing and fills for the backtest book.
+"""The backtest book's bridge to the live engine's pure money rules.
 
-These follow DECISIONS (equity-based limits, KST day, sizing formula, Upbit-faithful fills)
-and are the seam to the live engine's pure modules (domain/risk.py, sizing.py, fills.py):
-each function here delegates to them when they are importable, so both paths share one
-implementation of every rule about money.
+Risk checks (domain/risk.py), sizing (domain/sizing.py) and fills (domain/fills.py) are the
+functions the ledger uses; this module only turns the in-memory book into their inputs and
+applies their outputs, the way the ledger does with its tables.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from decimal import ROUND_DOWN, Decimal
+from datetime import UTC, datetime
+from decimal import Decimal
 
 from coinpilot.backtest.book import Book
 from coinpilot.config import AppConfig, FillParams
+from coinpilot.domain import fills, risk, sizing
+from coinpilot.domain.fills import Fill
 
-ONE = Decimal(1)
+__all__ = ["Fill", "after_sell", "buy_fill", "check_entry", "order_amount", "sell_fill"]
 
 
-@dataclass(frozen=True)
-class Fill:
-    price: Decimal
-    quantity: Decimal
-    fee: Decimal
-
-    @property
-    def value(self) -> Decimal:
-        return self.price * self.quantity
+def _dt(ts: int) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
 
 
 def buy_fill(close: Decimal, amount: Decimal, f: FillParams) -> Fill | None:
-    """Fill at close × (1 + slippage); quantity rounded down before the debit; None if < min."""
-    if amount < f.min_order_krw:
-        return None
-    price = close * (ONE + f.slippage)
-    step = Decimal(1).scaleb(-f.quantity_decimals)
-    qty = (amount / price).quantize(step, rounding=ROUND_DOWN)
-    if qty <= 0 or price * qty < f.min_order_krw:
-        return None
-    return Fill(price, qty, price * qty * f.fee_rate)
+    return fills.buy_fill(close, amount, f)
 
 
 def sell_fill(close: Decimal, quantity: Decimal, f: FillParams) -> Fill:
-    price = close * (ONE - f.slippage)
-    return Fill(price, quantity, price * quantity * f.fee_rate)
+    return fills.sell_fill(close, quantity, f)
 
 
 def check_entry(book: Book, symbol: str, now: int, app: AppConfig) -> str | None:
-    """None when the order may go ahead, else a stable reason code (SPEC §8.2 order)."""
-    r, day = app.risk, book.day
+    """None when the order may go ahead, else the risk manager's reason code."""
+    day = book.day
     assert day is not None
-    if day.halted:
-        return "trading_halted"
-    if book.cooldown_until > now:
-        return "cooldown"
-    if day.buy_count >= r.max_daily_trades:
-        return "max_daily_trades"
-    limit = day.opening_equity * Decimal(repr(r.max_daily_loss))
-    if book.equity() - day.opening_equity <= -limit:
+    state = risk.RiskState(
+        equity=book.equity(),
+        opening_equity=day.opening_equity,
+        buy_count=day.buy_count,
+        halted=day.halted,
+        cooldown_until=_dt(book.cooldown_until) if book.cooldown_until else None,
+        open_symbols=frozenset(book.positions),
+    )
+    verdict = risk.check_entry(state, symbol, app.risk, _dt(now))
+    if verdict.halt:
         day.halted = True
-        return "daily_loss_limit"
-    if symbol not in book.positions and len(book.positions) >= r.max_concurrent_positions:
-        return "max_concurrent_positions"
-    if symbol in book.positions:
-        return "duplicate_position"
-    return None
+    return None if verdict.ok else verdict.reason_code
 
 
 def order_amount(book: Book, ratio: float, vol_factor: float, app: AppConfig) -> Decimal:
-    """min(equity × max position × regime ratio × volatility, cash less buffer, room left)."""
-    r = app.risk
-    equity = book.equity()
-    want = equity * Decimal(repr(r.max_position_size)) * Decimal(repr(ratio))
-    want *= Decimal(repr(vol_factor))
-    cash_cap = book.cash * (ONE - Decimal(repr(r.fee_buffer)))
-    room = equity * Decimal(repr(r.max_total_exposure)) - book.exposure()
-    return max(Decimal(0), min(want, cash_cap, room))
+    return sizing.order_amount(
+        equity=book.equity(),
+        cash=book.cash,
+        exposure=book.exposure(),
+        regime_ratio=ratio,
+        vol_factor=vol_factor,
+        limits=app.risk,
+    )
 
 
 def after_sell(book: Book, pnl: Decimal, now: int, app: AppConfig) -> None:
-    """Daily counters and the consecutive-loss cooldown (SPEC §8.3 with DECISIONS)."""
+    """Daily counters and the consecutive-loss cooldown after a SELL."""
     day = book.day
     assert day is not None
     day.sell_count += 1
     day.realized_pnl += pnl
-    if pnl < 0:
-        day.consecutive_losses += 1
-        if day.consecutive_losses >= app.risk.cooldown_after_consecutive_losses:
-            book.cooldown_until = now + int(app.risk.cooldown_hours * 3600)
-            day.consecutive_losses = 0
-    else:
-        day.consecutive_losses = 0
+    streak, until = risk.after_close(day.consecutive_losses, pnl, app.risk, _dt(now))
+    day.consecutive_losses = streak
+    if until is not None:
+        book.cooldown_until = int(until.timestamp())

@@ -77,7 +77,7 @@ def _exit(book: Book, sym: str, snap, regime: str, now: int, app: AppConfig) -> 
         return
     del book.positions[sym]
     fill = rules.sell_fill(Decimal(repr(snap.close)), pos.quantity, app.fills)
-    book.cash += fill.value - fill.fee
+    book.cash += fill.notional - fill.fee
     old = book.trades[pos.trade_index]
     t = Trade(old.symbol, old.regime, old.entry_ts, old.entry_price, old.quantity, old.entry_fee,
               now, fill.price, fill.fee, d.reason or "")  # fmt: skip
@@ -92,7 +92,7 @@ def _buy(book: Book, sym: str, close: float, regime: str, now: int, app: AppConf
     fill = rules.buy_fill(Decimal(repr(close)), amount, app.fills)
     if fill is None:
         return
-    book.cash -= fill.value + fill.fee
+    book.cash -= fill.notional + fill.fee
     assert book.day is not None
     book.day.buy_count += 1
     book.trades.append(Trade(sym, regime, now, fill.price, fill.quantity, fill.fee))
