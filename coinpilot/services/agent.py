@@ -163,6 +163,10 @@ class AgentRunner:
         self.guard = Guardrails(redis, keys, self.cfg.guardrails)
         self._slots = asyncio.Semaphore(self.cfg.max_concurrency)
 
+    async def aclose(self) -> None:
+        """Close the SDK's HTTP connections (call once at shutdown)."""
+        await self.client.close()
+
     async def review(self, candidate: EntryCandidate) -> AiVerdict:
         try:
             return await self._review(candidate)
