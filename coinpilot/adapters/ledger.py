@@ -129,7 +129,7 @@ async def positions(conn: asyncpg.Connection | asyncpg.Pool) -> dict[str, Positi
             r["high_water_mark"],
             r["opened_at"],
             r["entry_trade_id"],
-        )  # fmt: skip
+        )
         for r in rows
     }
 
