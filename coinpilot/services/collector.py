@@ -167,6 +167,13 @@ class Collector(PeriodicService):
             *(self.sync_symbol(s, newest.get(s), now) for s in self.active_symbols)
         )
         failed = [r for r in results if r.error]
+        log.info(
+            "collect_cycle",
+            symbols=len(results),
+            stored=sum(r.stored for r in results),
+            requests=sum(r.requests for r in results),
+            failed=[r.symbol for r in failed],
+        )
         if failed and len(failed) == len(results):
             raise UpbitError("all_failed", f"no symbol collected ({failed[0].error})")
         return list(results)
