@@ -8,20 +8,25 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
+import aiohttp
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
 import structlog
 
 from coinpilot.adapters.cache import Keys
-from coinpilot.clock import SystemClock
-from coinpilot.config import Settings
-from coinpilot.observability import PRIORITIES, Metrics, configure_logging
+from coinpilot.adapters.csvdata import read_csv
+from coinpilot.adapters.upbit import UpbitClient
+from coinpilot.clock import SimulatedClock, SystemClock
+from coinpilot.config import CollectorConfig, Settings
+from coinpilot.observability import PRIORITIES, Health, Metrics, configure_logging
+from coinpilot.services.collector import Collector
 from coinpilot.services.jobs import JobContext
 from coinpilot.services.scheduler import run_recorded
+from tests.fakes.upbit import FakeUpbit, running_fake_upbit
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -146,3 +151,46 @@ async def test_job_run_logs_one_line(
     assert finished[0]["status"] == "ok"
     assert finished[0]["priority"] == 6
     assert finished[0]["duration_s"] >= 0
+
+
+async def test_collector_cycle_logs_one_line_and_one_warning_per_failed_symbol(
+    json_logs: Callable[[], list[dict]], pool: asyncpg.Pool, data_dir: Path
+) -> None:
+    """A collector cycle with KRW-ETH failing: one collect_cycle line, one warning naming ETH."""
+    rows = read_csv(data_dir / "upbit_KRW-BTC_1m_2018-01-25_2018-02-01.csv")[:120]
+    clock = SimulatedClock(rows[-1].ts + timedelta(minutes=1, seconds=2))
+    fake = FakeUpbit(clock=clock, limit_per_s=None)
+    fake.add_rows(rows)
+    fake.add_rows([r._replace(symbol="KRW-ETH") for r in rows])
+    fake.fail("KRW-ETH", "500")
+    metrics = Metrics()
+    async with running_fake_upbit(fake) as (_, url), aiohttp.ClientSession() as http:
+        client = UpbitClient(
+            http,
+            url,
+            clock=clock,
+            metrics=metrics,
+            timeout_s=2.0,
+            requests_per_second=None,
+            max_retries=0,
+            retry_base_s=0.0,
+        )
+        collector = Collector(
+            client=client,
+            pool=pool,
+            symbols=["KRW-BTC", "KRW-ETH"],
+            config=CollectorConfig(backfill_days=0.05, recent_candles=5),
+            clock=clock,
+            health=Health(),
+            metrics=metrics,
+        )
+        json_logs()
+        await collector.run_once()
+    records = json_logs()
+    cycles = [r for r in records if r["event"] == "collect_cycle"]
+    assert len(cycles) == 1
+    assert cycles[0]["symbols"] == 2
+    assert cycles[0]["failed"] == ["KRW-ETH"]
+    assert cycles[0]["stored"] > 0
+    failed = [r for r in records if r["event"] == "collect_failed"]
+    assert [(r["symbol"], r["level"], r["priority"]) for r in failed] == [("KRW-ETH", "warning", 4)]
