@@ -26,6 +26,7 @@ from coinpilot.adapters.upbit import (
 )
 from coinpilot.clock import SystemClock, floor_minute
 from coinpilot.config import Settings
+from coinpilot.errors import DependencyDown
 from coinpilot.observability import Metrics
 from coinpilot.services.collector import CandleFiller, SyncResult
 
@@ -169,4 +170,8 @@ def _report(results: list[SyncResult], requests: int, seconds: float) -> int:
 
 
 def main(args: argparse.Namespace, settings: Settings) -> int:
-    return asyncio.run(_backfill(args, settings))
+    try:
+        return asyncio.run(_backfill(args, settings))
+    except DependencyDown as exc:
+        print(f"coinpilot backfill: {exc}", file=sys.stderr)
+        return 1

@@ -20,6 +20,7 @@ from coinpilot.adapters import db
 from coinpilot.adapters.csvdata import CsvFormatError, read_csv
 from coinpilot.adapters.marketdata import CandleRow, upsert_candles
 from coinpilot.config import Settings
+from coinpilot.errors import DependencyDown
 
 HELP = "load candle CSV files (symbol,ts_utc,open,high,low,close,volume,value_krw)"
 
@@ -63,6 +64,9 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     try:
         stored = asyncio.run(store(settings, rows))
+    except DependencyDown as exc:
+        print(f"coinpilot import-csv: {exc}; nothing imported", file=sys.stderr)
+        return 1
     except asyncpg.PostgresError as exc:
         print(f"coinpilot import-csv: database refused the rows ({exc}); nothing imported",
               file=sys.stderr)  # fmt: skip
