@@ -135,7 +135,7 @@ ORDER BY ts
 def _to_candles(symbol: str, records: Sequence[asyncpg.Record], newest_first: bool) -> Candles:
     if not records:
         return Candles.empty(symbol)
-    arr = np.array([tuple(r.values())[-6:] for r in records], dtype=np.float64)
+    arr = np.array([r[-6:] for r in records], dtype=np.float64)
     if newest_first:
         arr = arr[::-1]
     return Candles(
