@@ -255,7 +255,9 @@ class EntrySignals:
 
 def _regime_codes(regimes: str | npt.ArrayLike, n: int) -> I8:
     if isinstance(regimes, str):
-        return np.full(n, REGIME_INDEX.get(regimes, REGIME_INDEX["UNKNOWN"]), dtype=np.int8)
+        if regimes not in REGIME_INDEX:
+            raise ValueError(f"unknown regime {regimes!r}; expected one of {', '.join(REGIMES)}")
+        return np.full(n, REGIME_INDEX[regimes], dtype=np.int8)
     codes = np.asarray(regimes, dtype=np.int8)
     if codes.shape != (n,):
         raise ValueError(f"need one regime code per candle ({n}), got shape {codes.shape}")

@@ -214,3 +214,5 @@ def test_empty_input_is_a_clear_error() -> None:
         compute_snapshot(Candles.empty("KRW-BTC"))
     with pytest.raises(ValueError, match="one regime code per candle"):
         entry_signals(synthetic([1.0, 2.0], [1.0, 1.0]), np.zeros(3), REGIMES)
+    with pytest.raises(ValueError, match="unknown regime 'CRAB'"):
+        entry_signals(synthetic([1.0, 2.0], [1.0, 1.0]), "CRAB", REGIMES)
