@@ -44,14 +44,22 @@ def _add_priority(_: Any, __: str, event: EventDict) -> EventDict:
     return event
 
 
-def stdout_is_journal() -> bool:
-    """True when systemd connected stdout to the journal ($JOURNAL_STREAM is its dev:inode)."""
-    stream = os.environ.get("JOURNAL_STREAM", "")
+def is_journal(stream: Any) -> bool:
+    """True when systemd connected this stream to the journal ($JOURNAL_STREAM = dev:inode)."""
+    journal = os.environ.get("JOURNAL_STREAM", "")
     try:
-        st = os.fstat(sys.stdout.fileno())
+        st = os.fstat(stream.fileno())
     except (OSError, ValueError, AttributeError):
         return False
-    return stream == f"{st.st_dev}:{st.st_ino}"
+    return journal == f"{st.st_dev}:{st.st_ino}"
+
+
+class JournalLineFormatter(logging.Formatter):
+    """Stdlib records (asyncpg, apscheduler) under journald: every line gets its ``<N>``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        prio = PRIORITIES.get(record.levelname.lower(), 3)
+        return "\n".join(f"<{prio}>{line}" for line in super().format(record).splitlines())
 
 
 class JournalJSONRenderer:
@@ -70,7 +78,7 @@ def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
     """JSON lines on stdout for journald, a readable console on a terminal."""
     use_json = fmt == "json" or (fmt == "auto" and not sys.stdout.isatty())
     renderer: Any = (
-        JournalJSONRenderer(prefix=stdout_is_journal())
+        JournalJSONRenderer(prefix=is_journal(sys.stdout))
         if use_json
         else structlog.dev.ConsoleRenderer(colors=sys.stdout.isatty())
     )
@@ -89,7 +97,10 @@ def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
         cache_logger_on_first_use=False,
     )
     # Libraries that use stdlib logging (asyncpg, apscheduler) go to stderr at WARNING.
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(name)s %(message)s")
+    handler = logging.StreamHandler(sys.stderr)
+    if is_journal(sys.stderr):
+        handler.setFormatter(JournalLineFormatter("%(name)s %(message)s"))
+    logging.basicConfig(level=logging.WARNING, format="%(name)s %(message)s", handlers=[handler])
 
 
 _LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)

@@ -90,6 +90,7 @@ def test_secret_fields_are_masked(json_logs: Callable[[], list[dict]]) -> None:
 
 
 EMIT = """
+import logging
 import structlog
 from coinpilot.observability import configure_logging
 configure_logging("INFO", "auto")
@@ -97,6 +98,7 @@ log = structlog.get_logger("t")
 log.info("bot_decision", symbol="KRW-ETH", decision="hold", reason="rsi_14_too_high")
 log.warning("candles_stale", symbol="KRW-ETH", age_s=400)
 log.error("notify_failed", kind="trade")
+logging.getLogger("asyncpg.pool").error("pool closing\\nsecond line")
 """
 
 
@@ -108,7 +110,13 @@ def _emit(tmp_path: Path, journal: bool) -> list[str]:
             st = os.fstat(fh.fileno())
             env["JOURNAL_STREAM"] = f"{st.st_dev}:{st.st_ino}"
         subprocess.run(
-            [sys.executable, "-c", EMIT], stdout=fh, env=env, cwd=ROOT, check=True, timeout=60
+            [sys.executable, "-c", EMIT],
+            stdout=fh,
+            stderr=fh,
+            env=env,
+            cwd=ROOT,
+            check=True,
+            timeout=60,
         )
     return out.read_text().splitlines()
 
@@ -116,18 +124,21 @@ def _emit(tmp_path: Path, journal: bool) -> list[str]:
 def test_journal_stream_gets_priority_prefixes(tmp_path: Path) -> None:
     """With stdout on the journal each line starts with <N>; journald strips it, leaving JSON."""
     lines = _emit(tmp_path, journal=True)
-    assert [line[:3] for line in lines] == ["<6>", "<4>", "<3>"]
-    records = [json.loads(line[3:]) for line in lines]
+    assert [line[:3] for line in lines] == ["<6>", "<4>", "<3>", "<3>", "<3>"]
+    records = [json.loads(line[3:]) for line in lines[:3]]
     assert [r["level"] for r in records] == ["info", "warning", "error"]
     assert records[0]["symbol"] == "KRW-ETH"
     assert records[0]["reason"] == "rsi_14_too_high"
+    # Library records on stderr keep their level too, on every line of a multi-line message.
+    assert lines[3:] == ["<3>asyncpg.pool pool closing", "<3>second line"]
 
 
 def test_plain_pipe_gets_bare_json(tmp_path: Path) -> None:
     """Piped elsewhere (no JOURNAL_STREAM), lines are bare JSON objects for jq."""
     lines = _emit(tmp_path, journal=False)
-    records = [json.loads(line) for line in lines]
+    records = [json.loads(line) for line in lines[:3]]
     assert [r["event"] for r in records] == ["bot_decision", "candles_stale", "notify_failed"]
+    assert lines[3:] == ["asyncpg.pool pool closing", "second line"]
 
 
 async def test_job_run_logs_one_line(
