@@ -23,3 +23,8 @@ SERVICE_FACTORIES.append(collector_factory)
 from coinpilot.web.routes import install as dashboard_installer  # noqa: E402
 
 HTTP_INSTALLERS.append(dashboard_installer)
+
+# The bot loop: exits, entries, risk, sizing, AI step and the paper ledger every minute.
+from coinpilot.services.bot import bot_factory  # noqa: E402
+
+SERVICE_FACTORIES.append(bot_factory)

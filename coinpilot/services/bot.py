@@ -1,0 +1,495 @@
+"""The bot loop: every minute, exits first, then entries → risk → sizing → AI → ledger.
+
+One cycle:
+1. load the last `bot.candle_window` closed candles of every symbol in one query;
+2. read regimes and volatility flags from Redis (regime falls back to regime_history when
+   Redis is down: trading goes on, the service reports itself degraded);
+3. load the ledger state (account, positions, today's risk row) and mark positions;
+4. exits for every open position, on the freshest stored price, never waiting on the AI;
+5. entries for every flat symbol with a fresh candle: rules → risk → sizing → AI step →
+   one ledger transaction, idempotent per candle;
+6. publish `bot:status:{symbol}`, one log line and one counter increment per symbol.
+A symbol's exception is logged and counted and never stops or rolls back another symbol.
+
+With the AI off the verdict is immediate and the BUY happens in the same cycle. With the
+AI on, each review runs as a background task (one in flight per symbol) so a slow model
+never delays other symbols' exits or the next cycle; an approved BUY is executed when the
+verdict arrives, after the risk check is repeated on the then-current ledger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+import redis.asyncio as aioredis
+import structlog
+
+from coinpilot.adapters import ledger
+from coinpilot.adapters import marketdata as md
+from coinpilot.adapters.cache import REDIS_ERRORS, Keys
+from coinpilot.clock import Clock, floor_minute
+from coinpilot.config import Settings
+from coinpilot.domain import risk
+from coinpilot.domain.ai_types import AiOff, AiStep, EntryCandidate
+from coinpilot.domain.candles import Candles
+from coinpilot.domain.fills import to_decimal
+from coinpilot.domain.sizing import order_amount, volatility_factor
+from coinpilot.domain.strategy import (
+    IndicatorParams,
+    IndicatorSnapshot,
+    compute_snapshots,
+    evaluate_entry,
+    evaluate_exit,
+)
+from coinpilot.observability import Health, Metrics
+from coinpilot.services.base import PeriodicService
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class Outcome:
+    """What happened to one symbol in one cycle: the "why didn't it trade?" record."""
+
+    symbol: str
+    action: str  # WAITING, HOLD, HOLD (POS), SELL, BUY, SKIP, ERROR
+    reason_code: str
+    reason: str
+    regime: str = "UNKNOWN"
+    price: float | None = None
+    candle_ts: datetime | None = None
+    indicators: dict[str, Any] = field(default_factory=dict)
+    position: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Inputs:
+    """Everything one cycle reads, loaded once for all symbols."""
+
+    now: datetime
+    candles: dict[str, Candles]
+    regimes: dict[str, str]
+    high_vol: dict[str, bool]
+    snapshots: dict[str, IndicatorSnapshot]
+
+    @property
+    def marks(self) -> dict[str, float]:
+        return {s: float(c.close[-1]) for s, c in self.candles.items() if len(c)}
+
+
+class BotService(PeriodicService):
+    name = "bot"
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        pool: asyncpg.Pool,
+        redis: aioredis.Redis,
+        keys: Keys,
+        clock: Clock,
+        health: Health,
+        metrics: Metrics,
+        ai: AiStep | None = None,
+        symbols: list[str] | None = None,
+    ) -> None:
+        app = settings.app
+        super().__init__(
+            clock=clock,
+            health=health,
+            metrics=metrics,
+            interval_s=app.bot.interval_s,
+            offset_s=app.bot.offset_s,
+        )
+        self.settings, self.app = settings, app
+        self.pool, self.redis, self.keys = pool, redis, keys
+        self.ai: AiStep = ai or AiOff()
+        self.symbols = list(symbols or app.symbols)
+        self._inflight: dict[str, asyncio.Task[None]] = {}
+        self._ledger_lock = asyncio.Lock()
+        self.last_outcomes: dict[str, Outcome] = {}
+
+    @property
+    def ai_is_inline(self) -> bool:
+        return isinstance(self.ai, AiOff) or getattr(self.ai, "inline", False)
+
+    # -- start-up ----------------------------------------------------------------------
+
+    async def startup(self) -> None:
+        """Crash-only recovery: the database is the truth; Redis caches are rebuilt from it."""
+        await ledger.ensure_account(self.pool, self.app.risk.initial_balance_krw)
+        held = await ledger.positions(self.pool)
+        with contextlib.suppress(*REDIS_ERRORS):
+            for p in held.values():
+                await self.redis.set(self.keys.hwm(p.symbol), str(p.high_water_mark))
+        check = await ledger.verify(self.pool)
+        self.metrics.ledger_violation.set(0 if check.ok else 1)
+        log.info(
+            "bot_reconciled",
+            positions=sorted(held),
+            ledger_ok=check.ok,
+            difference=str(check.difference),
+        )
+
+    # -- inputs ------------------------------------------------------------------------
+
+    def _redis_failed(self, exc: BaseException) -> None:
+        self.metrics.dependency_error("redis", type(exc).__name__)
+        if self.state.degraded_reason is None:
+            log.warning(
+                "redis_unavailable",
+                error=type(exc).__name__,
+                fallback="regime_history and positions",
+            )
+        self.state.degraded_reason = "redis unavailable: using database fallbacks"
+
+    async def _regimes(self, now: datetime) -> dict[str, str]:
+        try:
+            values = await self.redis.mget([self.keys.regime(s) for s in self.symbols])
+            self.state.degraded_reason = None
+            return {s: v or "UNKNOWN" for s, v in zip(self.symbols, values, strict=True)}
+        except REDIS_ERRORS as exc:
+            self._redis_failed(exc)
+        oldest = now - timedelta(seconds=self.app.regime_detection.redis_ttl_s)
+        rows = await self.pool.fetch(
+            """SELECT DISTINCT ON (symbol) symbol, regime FROM regime_history
+               WHERE symbol = ANY($1::text[]) AND detected_at > $2
+               ORDER BY symbol, detected_at DESC""",
+            self.symbols, oldest,
+        )  # fmt: skip
+        found = {r["symbol"]: r["regime"] for r in rows}
+        return {s: found.get(s, "UNKNOWN") for s in self.symbols}
+
+    async def _volatility(self) -> dict[str, bool]:
+        try:
+            values = await self.redis.mget([self.keys.volatility(s) for s in self.symbols])
+        except REDIS_ERRORS as exc:
+            self._redis_failed(exc)
+            return {}
+        flags = {}
+        for sym, raw in zip(self.symbols, values, strict=True):
+            with contextlib.suppress(ValueError, TypeError, AttributeError):
+                flags[sym] = bool(json.loads(raw).get("is_high")) if raw else False
+        return flags
+
+    async def load_inputs(self) -> Inputs:
+        now = self.clock.now()
+        started = time.perf_counter()
+        candles = await md.load_closed_candles(self.pool, self.symbols, self.app.bot.candle_window,
+                                               now)  # fmt: skip
+        self.metrics.db_query_duration.observe(time.perf_counter() - started)
+        regimes = await self._regimes(now)
+        high_vol = await self._volatility()
+        with_data = [s for s in self.symbols if len(candles.get(s, ()))]
+        params = [IndicatorParams.for_regime(regimes[s], self.app.regimes) for s in with_data]
+        snaps = compute_snapshots([candles[s] for s in with_data], params,
+                                  self.app.bot.candle_window)  # fmt: skip
+        return Inputs(now, candles, regimes, high_vol, dict(zip(with_data, snaps, strict=True)))
+
+    # -- the cycle ---------------------------------------------------------------------
+
+    async def run_once(self) -> dict[str, Outcome]:
+        inputs = await self.load_inputs()
+        state = await ledger.load_state(self.pool, self.app, inputs.now, inputs.marks)
+        outcomes: dict[str, Outcome] = {}
+        for sym in [s for s in self.symbols if s in state.positions]:
+            outcomes[sym] = await self._isolated(sym, self._exit(sym, inputs, state))
+        state = await ledger.load_state(self.pool, self.app, inputs.now, inputs.marks)
+        # A symbol that just exited may enter again on this candle, as in the backtest; this
+        # also makes re-running an interrupted cycle give the same result.
+        for sym in [s for s in self.symbols if s not in state.positions]:
+            outcome = await self._isolated(sym, self._entry(sym, inputs, state))
+            if outcome.action == "BUY":
+                state = await ledger.load_state(self.pool, self.app, inputs.now, inputs.marks)
+            if sym not in outcomes or outcome.action == "BUY":
+                outcomes[sym] = outcome
+        await self._publish(outcomes, inputs, state)
+        self.last_outcomes = outcomes
+        return outcomes
+
+    async def _isolated(self, symbol: str, work: Any) -> Outcome:
+        try:
+            result: Outcome = await work
+            return result
+        except (asyncpg.PostgresError, OSError) as exc:
+            self.metrics.dependency_error("database", type(exc).__name__)
+            self.metrics.symbol_errors.labels(symbol=symbol).inc()
+            log.error("symbol_failed", symbol=symbol, error=repr(exc)[:300])
+            return Outcome(symbol, "ERROR", "error", f"{type(exc).__name__}: {exc}"[:200])
+        except Exception as exc:  # one symbol's bug must not stop the others
+            self.metrics.symbol_errors.labels(symbol=symbol).inc()
+            log.exception("symbol_failed", symbol=symbol)
+            return Outcome(symbol, "ERROR", "error", f"{type(exc).__name__}: {exc}"[:200])
+
+    async def _exit(self, sym: str, inputs: Inputs, state: ledger.LedgerState) -> Outcome:
+        pos = state.positions[sym]
+        candles, snap = inputs.candles.get(sym), inputs.snapshots.get(sym)
+        close = float(candles.close[-1]) if candles is not None and len(candles) else None
+        regime = inputs.regimes.get(sym, "UNKNOWN")
+        decision = evaluate_exit(
+            avg_price=pos.avg_price, opened_at=pos.opened_at, entry_regime=pos.regime,
+            hwm=pos.high_water_mark, close=close, rsi14=snap.rsi14 if snap else None,
+            current_regime=regime, regimes=self.app.regimes, now=inputs.now,
+        )  # fmt: skip
+        candle_ts = candles.last_ts if candles is not None and len(candles) else None
+        info = {"regime": regime, "entry_regime": pos.regime, "entry_avg_price": str(pos.avg_price),
+                **(snap.as_dict() if snap else {})}  # fmt: skip
+        if decision.should_exit:
+            reason = decision.reason or ""
+            price = to_decimal(close) if close is not None else pos.avg_price
+            sold = await ledger.sell(
+                self.pool, sym, candle_ts or floor_minute(inputs.now), price, reason,
+                decision.new_hwm, self.app, inputs.now, {**info, "exit_reason": reason},
+            )  # fmt: skip
+            if sold is not None:
+                self.metrics.trades.labels(side="SELL").inc()
+                self.metrics.exits.labels(reason=reason).inc()
+                with contextlib.suppress(*REDIS_ERRORS):
+                    await self.redis.delete(self.keys.hwm(sym))
+                return Outcome(sym, "SELL", f"exit_{reason.lower()}",
+                               f"[{pos.regime}] position closed: {reason}", regime, close,
+                               candle_ts, info)  # fmt: skip
+        if decision.new_hwm is not None and decision.new_hwm > pos.high_water_mark:
+            await ledger.raise_hwm(self.pool, sym, decision.new_hwm, inputs.now)
+            with contextlib.suppress(*REDIS_ERRORS):
+                await self.redis.set(self.keys.hwm(sym), str(decision.new_hwm))
+        hwm = max(pos.high_water_mark, decision.new_hwm or pos.high_water_mark)
+        pnl = (decision.pnl_pct or 0.0) * 100
+        vs_hwm = float((to_decimal(close) - hwm) / hwm * 100) if close is not None else 0.0
+        text = f"[{pos.regime}] holding position (PnL {pnl:.2f}%, vs HWM {vs_hwm:.2f}%)"
+        return Outcome(sym, "HOLD (POS)", "holding", text, regime, close, candle_ts, info)
+
+    def _fresh(self, candles: Candles | None, now: datetime) -> bool:
+        if candles is None or not len(candles) or candles.last_ts is None:
+            return False
+        return (now - candles.last_ts).total_seconds() <= self.app.bot.max_candle_age_s
+
+    async def _entry(self, sym: str, inputs: Inputs, state: ledger.LedgerState) -> Outcome:
+        candles, snap = inputs.candles.get(sym), inputs.snapshots.get(sym)
+        regime = inputs.regimes.get(sym, "UNKNOWN")
+        if candles is None or snap is None or len(candles) < self.app.bot.min_candles:
+            n = 0 if candles is None else len(candles)
+            return Outcome(sym, "WAITING", "insufficient_data", f"data insufficient: {n} lines",
+                           regime)  # fmt: skip
+        close, candle_ts = float(candles.close[-1]), candles.last_ts
+        info = snap.as_dict()
+        if not self._fresh(candles, inputs.now):
+            return Outcome(sym, "SKIP", "stale_data", "newest candle is too old for an entry",
+                           regime, close, candle_ts, info)  # fmt: skip
+        if sym in self._inflight:
+            return Outcome(sym, "SKIP", "ai_pending", "waiting for the AI second opinion",
+                           regime, close, candle_ts, info)  # fmt: skip
+        decision = evaluate_entry(
+            snap,
+            regime,
+            self.app.regimes,
+            min_candles=self.app.bot.min_candles,
+            regime_hours_needed=self.app.regime_detection.min_hourly_candles,
+        )
+        if not decision.passed:
+            return Outcome(sym, "HOLD", decision.reason_code, decision.status_text(regime),
+                           regime, close, candle_ts, info)  # fmt: skip
+        assert candle_ts is not None
+        sized = await self._risk_and_size(sym, regime, inputs, state)
+        if isinstance(sized, Outcome):
+            sized.price, sized.candle_ts, sized.indicators = close, candle_ts, info
+            return sized
+        candidate = EntryCandidate(
+            symbol=sym, regime=regime, candle_ts=candle_ts, price=close, indicators=info,
+            entry_config=self.app.regimes[regime].entry.model_dump(),  # type: ignore[index]
+            order_krw=float(sized),
+        )  # fmt: skip
+        if not self.ai_is_inline:
+            self._inflight[sym] = asyncio.create_task(self._review_later(candidate),
+                                                      name=f"ai-{sym}")  # fmt: skip
+            return Outcome(sym, "SKIP", "ai_pending", "entry conditions met, asking the AI",
+                           regime, close, candle_ts, info)  # fmt: skip
+        verdict = await self.ai.review(candidate)
+        if not verdict.approved:
+            return Outcome(sym, "SKIP", f"ai_{verdict.reason_code}",
+                           f"AI rejected: {verdict.reasoning}"[:300], regime, close, candle_ts,
+                           info)  # fmt: skip
+        return await self._buy(candidate, sized, info)
+
+    async def _risk_and_size(
+        self, sym: str, regime: str, inputs: Inputs, state: ledger.LedgerState
+    ) -> Decimal | Outcome:
+        marks = inputs.marks
+        verdict = risk.check_entry(state.risk_state(marks), sym, self.app.risk, inputs.now)
+        if not verdict.ok:
+            self.metrics.risk_rejections.labels(reason=verdict.reason_code).inc()
+            await ledger.record_rejection(self.pool, sym, verdict, inputs.now, self.app,
+                                          {"regime": regime})  # fmt: skip
+            if verdict.halt:
+                self.metrics.trading_halted.set(1)
+                log.error("trading_halted", reason=verdict.text)
+            return Outcome(sym, "SKIP", f"risk_{verdict.reason_code}",
+                           f"Risk rejected: {verdict.text}", regime)  # fmt: skip
+        ratio = self.app.regimes[regime].position_size_ratio  # type: ignore[index]
+        factor = volatility_factor(inputs.high_vol.get(sym, False), self.app.risk)
+        amount = order_amount(
+            equity=state.equity(marks), cash=state.account.cash,
+            exposure=state.exposure(marks), regime_ratio=ratio, vol_factor=factor,
+            limits=self.app.risk,
+        )  # fmt: skip
+        if amount < self.app.fills.min_order_krw:
+            self.metrics.risk_rejections.labels(reason="below_min_order").inc()
+            return Outcome(sym, "SKIP", "risk_below_min_order",
+                           f"order of {amount:.0f} KRW is below the minimum", regime)  # fmt: skip
+        return amount
+
+    async def _buy(self, c: EntryCandidate, amount: Decimal, info: dict[str, Any]) -> Outcome:
+        order = ledger.BuyOrder(
+            c.symbol, c.candle_ts, to_decimal(c.price), amount, c.regime,
+            {**info, "regime": c.regime, "entry_config": dict(c.entry_config)},
+        )  # fmt: skip
+        async with self._ledger_lock:
+            fill = await ledger.buy(self.pool, order, self.app, self.clock.now())
+        if fill is None:
+            return Outcome(c.symbol, "SKIP", "already_executed",
+                           "this candle's entry was already executed", c.regime, c.price,
+                           c.candle_ts, info)  # fmt: skip
+        self.metrics.trades.labels(side="BUY").inc()
+        with contextlib.suppress(*REDIS_ERRORS):
+            await self.redis.set(self.keys.hwm(c.symbol), str(fill.price))
+        return Outcome(c.symbol, "BUY", "bought",
+                       f"[{c.regime}] bought {fill.quantity} at {fill.price}", c.regime, c.price,
+                       c.candle_ts, info)  # fmt: skip
+
+    async def _review_later(self, c: EntryCandidate) -> None:
+        """Background AI review; an approval is re-checked against the ledger before buying."""
+        try:
+            verdict = await self.ai.review(c)
+            if not verdict.approved:
+                log.info(
+                    "bot_decision",
+                    symbol=c.symbol,
+                    regime=c.regime,
+                    action="SKIP",
+                    reason_code=f"ai_{verdict.reason_code}",
+                    reason=verdict.reasoning[:200],
+                )
+                self.metrics.entry_decisions.labels(reason=f"ai_{verdict.reason_code}").inc()
+                return
+            now = self.clock.now()
+            if (now - c.candle_ts).total_seconds() > self.app.bot.max_candle_age_s + 60:
+                log.warning("ai_verdict_too_late", symbol=c.symbol)
+                return
+            async with self._ledger_lock:
+                marks = {c.symbol: c.price}
+                state = await ledger.load_state(self.pool, self.app, now, marks)
+                inputs = Inputs(now, {}, {c.symbol: c.regime}, {}, {})
+                sized = await self._risk_and_size(c.symbol, c.regime, inputs, state)
+            if isinstance(sized, Outcome):
+                return
+            outcome = await self._buy(c, min(sized, Decimal(repr(c.order_krw))), dict(c.indicators))
+            self._log(outcome)
+        except Exception:
+            log.exception("ai_review_task_failed", symbol=c.symbol)
+        finally:
+            self._inflight.pop(c.symbol, None)
+
+    async def drain(self, timeout_s: float) -> None:
+        """Let in-flight AI reviews finish within the shutdown budget, then cancel them."""
+        tasks = list(self._inflight.values())
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=timeout_s)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        try:
+            await super().run(stop)
+        finally:
+            await self.drain(self.app.bot.drain_budget_s / 2)
+
+    # -- reporting ---------------------------------------------------------------------
+
+    def _log(self, o: Outcome) -> None:
+        self.metrics.entry_decisions.labels(reason=o.reason_code).inc()
+        event = log.error if o.action == "ERROR" else log.info
+        event(
+            "bot_decision",
+            symbol=o.symbol,
+            regime=o.regime,
+            action=o.action,
+            reason_code=o.reason_code,
+            reason=o.reason.split("\n")[0][:200],
+            price=o.price,
+        )
+
+    def _status(self, o: Outcome, state: ledger.LedgerState, now: datetime) -> dict[str, Any]:
+        pos = state.positions.get(o.symbol)
+        position: dict[str, Any] = {"has_position": pos is not None, "pnl_pct": 0.0}
+        if pos is not None:
+            pnl = (
+                (float(o.price) - float(pos.avg_price)) / float(pos.avg_price) * 100
+                if o.price
+                else 0.0
+            )
+            position.update(
+                avg_price=str(pos.avg_price),
+                quantity=str(pos.quantity),
+                pnl_pct=round(pnl, 4),
+                regime=pos.regime,
+                hwm=str(pos.high_water_mark),
+                opened_at=pos.opened_at.isoformat(),
+            )
+        ind = o.indicators
+        return {
+            "timestamp": now.isoformat(), "symbol": o.symbol, "current_price": o.price,
+            "candle_ts": o.candle_ts.isoformat() if o.candle_ts else None,
+            "regime": o.regime, "action": o.action, "reason": o.reason,
+            "reason_code": o.reason_code, "position": position,
+            "indicators": {"rsi": ind.get("rsi14"), "rsi7": ind.get("rsi7"),
+                           "ma_trend": ind.get("ma"), "bb_lower": ind.get("bb_lower"),
+                           "vol_ratio": ind.get("vol_ratio"),
+                           "hwm": str(pos.high_water_mark) if pos else 0},
+        }  # fmt: skip
+
+    async def _publish(
+        self, outcomes: dict[str, Outcome], inputs: Inputs, state: ledger.LedgerState
+    ) -> None:
+        state = await ledger.load_state(self.pool, self.app, inputs.now, inputs.marks)
+        for o in outcomes.values():
+            self._log(o)
+        m, marks = self.metrics, inputs.marks
+        equity = state.equity(marks)
+        m.equity.set(float(equity))
+        m.cash.set(float(state.account.cash))
+        m.exposure.set(float(state.exposure(marks)))
+        m.open_positions.set(len(state.positions))
+        m.daily_pnl.set(float(equity - state.day.opening_equity))
+        m.trading_halted.set(1 if state.day.is_trading_halted else 0)
+        ttl = self.app.bot.status_ttl_s
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for o in outcomes.values():
+                    payload = json.dumps(self._status(o, state, inputs.now), default=str,
+                                         ensure_ascii=False)  # fmt: skip
+                    pipe.set(self.keys.status(o.symbol), payload, ex=ttl)
+                await pipe.execute()
+        except REDIS_ERRORS as exc:
+            self._redis_failed(exc)
+
+
+def bot_factory(deps: Any) -> list[BotService]:
+    from coinpilot.services.agent import build_ai_step
+
+    bot = BotService(
+        settings=deps.settings, pool=deps.pool, redis=deps.redis, keys=deps.keys,
+        clock=deps.clock, health=deps.health, metrics=deps.metrics,
+        ai=build_ai_step(deps),
+    )  # fmt: skip
+    deps.extras["bot"] = bot
+    return [bot]
