@@ -12,9 +12,9 @@ linear, so with Y the average over the whole history (also seeded at zero),
 
     y_window(u) = Y(u) − (1 − α)^(u − s) · Y(s)        for s ≤ u ≤ t,
 
-which is one gather and one multiply per candle. Where the window holds no gain (or no
-loss) at all, the average is set to exactly zero, so a flat window reads NaN like the live
-path instead of a rounding residue. Every other indicator only looks back less than the
+a shifted slice times a constant once the window is full. Where the window holds no gain
+(or no loss) at all, the average is set to exactly zero, so a flat window reads NaN like
+the live path instead of a rounding residue. Every other indicator only looks back less than the
 window, so its whole-history value is already the windowed value once the candle's
 position inside its window is past the warm-up.
 """
