@@ -35,7 +35,6 @@ class Day:
     buy_count: int = 0
     sell_count: int = 0
     realized_pnl: Decimal = Decimal(0)
-    consecutive_losses: int = 0
     halted: bool = False
 
 
@@ -46,6 +45,7 @@ class Book:
     trades: list[Trade] = field(default_factory=list)
     day: Day | None = None
     cooldown_until: int = 0  # epoch seconds; lasts its full length across day boundaries
+    consecutive_losses: int = 0  # on the account, like the ledger: streaks span days
     last_buy_candle: dict[str, int] = field(default_factory=dict)  # idempotency key
 
     def equity(self, marks: dict[str, float] | None = None) -> Decimal:

@@ -38,7 +38,7 @@ from coinpilot.config import AppConfig
 from coinpilot.domain.ai_types import AiStep, EntryCandidate
 from coinpilot.domain.candles import Candles
 from coinpilot.domain.exits import evaluate_exit
-from coinpilot.domain.fills import to_decimal
+from coinpilot.domain.fills import Fill, to_decimal
 from coinpilot.domain.snapshot import IndicatorParams, compute_snapshot
 from coinpilot.domain.strategy import ENTRY_CODES
 
@@ -101,9 +101,10 @@ class Engine:
         app: AppConfig,
         ai: AiStep | None,
         fixed_regime: str | None = None,
+        start: int | None = None,
     ) -> None:
         self.app, self.ai = app, ai
-        self.tl = build_timeline(candles, int(app.bot.offset_s))
+        self.tl = build_timeline(candles, int(app.bot.offset_s), start)
         regs = regimes(candles, self.tl, app, fixed_regime)
         self.series = _all_series(candles, self.tl, regs, app)
         self.order = list(candles)
@@ -222,13 +223,22 @@ class Engine:
         regime = REGIME_CODES[int(s.regime[k])]
         ratio = app.regimes[regime].position_size_ratio  # type: ignore[index]
         amount = rules.order_amount(book, ratio, 1.0, app)
+        if amount < app.fills.min_order_krw:  # as the bot: refused before asking the AI
+            self._count("risk:below_min_order")
+            return
         close = float(s.close[k])
         if self.ai is not None and not await self._ai_ok(sym, k, regime, close, amount):
             return
         fill = rules.buy_fill(to_decimal(close), amount, app.fills)
-        if fill is None:
-            self._count("below_min_order")
+        # The ledger places nothing when rounding leaves too little or cash cannot pay.
+        if fill is None or book.cash < fill.notional + fill.fee:
+            self._count("not_filled")
             return
+        self._open(sym, k, i, regime, close, fill)
+
+    def _open(self, sym: str, k: int, i: int, regime: str, close: float, fill: Fill) -> None:
+        s, book, app = self.series[sym], self.book, self.app
+        now = int(self.ticks[k])
         book.cash -= fill.notional + fill.fee
         book.last_buy_candle[sym] = i
         assert book.day is not None
@@ -350,13 +360,16 @@ async def run_backtest(
     ai: AiStep | None = None,
     progress: Progress | None = None,
     fixed_regime: str | None = None,
+    start: datetime | None = None,
 ) -> BacktestResult:
     """Run the live rules over ``candles`` (symbol → 1-minute history), in the given order.
 
     ``fixed_regime`` pins every symbol's regime instead of deriving it hourly from the data
-    (short histories in tests, or a replay that pins the regime the same way).
+    (short histories in tests, or a replay that pins the regime the same way). ``start``
+    is when the simulated daemon starts: candles before it are history only.
     """
     usable = {s: c for s, c in candles.items() if len(c)}
     if not usable:
         raise ValueError("no candles to backtest")
-    return await Engine(usable, app, ai, fixed_regime).run(progress)
+    begin = None if start is None else int(start.timestamp())
+    return await Engine(usable, app, ai, fixed_regime, begin).run(progress)

@@ -65,7 +65,7 @@ def after_sell(book: Book, pnl: Decimal, now: int, app: AppConfig) -> None:
     assert day is not None
     day.sell_count += 1
     day.realized_pnl += pnl
-    streak, until = risk.after_close(day.consecutive_losses, pnl, app.risk, _dt(now))
-    day.consecutive_losses = streak
+    streak, until = risk.after_close(book.consecutive_losses, pnl, app.risk, _dt(now))
+    book.consecutive_losses = streak
     if until is not None:
         book.cooldown_until = int(until.timestamp())

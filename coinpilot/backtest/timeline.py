@@ -43,9 +43,17 @@ class Timeline:
         return len(self.minutes)
 
 
-def build_timeline(candles: Mapping[str, Candles], tick_offset: int) -> Timeline:
-    """One tick per minute from the first to the last candle of any symbol."""
+def build_timeline(
+    candles: Mapping[str, Candles], tick_offset: int, start: int | None = None
+) -> Timeline:
+    """One tick per minute from the first (or ``start``) to the last candle of any symbol.
+
+    ``start`` is the clock time of the first bot cycle (epoch s, on a minute): earlier
+    candles are history the first cycle already sees, as in a daemon started at ``start``.
+    """
     first = min(int(c.ts[0]) for c in candles.values() if len(c))
+    if start is not None:
+        first = max(first, start - start % MINUTE - MINUTE)
     last = max(int(c.ts[-1]) for c in candles.values() if len(c))
     minutes = np.arange(first, last + MINUTE, MINUTE, dtype=np.int64)
     index = {
