@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -58,8 +59,22 @@ class EmbeddedRedis:
     def socket(self) -> Path:
         return self.data_dir / "redis.sock"
 
+    def _answers(self) -> bool:
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(1.0)
+                sock.connect(str(self.socket))
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
     def start(self, timeout_s: float = 10.0) -> str:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self._answers():
+            # The daemon's own server: a CLI command next to it shares it and leaves it running.
+            log.info("embedded_redis_reused", data_dir=str(self.data_dir))
+            return f"unix://{quote(str(self.socket))}"
         with contextlib.suppress(FileNotFoundError):
             self.socket.unlink()
         args = [

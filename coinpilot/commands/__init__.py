@@ -5,6 +5,8 @@ COMMAND_MODULES: dict[str, str] = {
     "run": "coinpilot.commands.run",
     "migrate": "coinpilot.commands.migrate",
     "check-config": "coinpilot.commands.check_config",
+    "status": "coinpilot.commands.status",
+    "verify-ledger": "coinpilot.commands.verify_ledger",
     "ai-report": "coinpilot.commands.ai_report",
     "job": "coinpilot.commands.job",
     "report": "coinpilot.commands.report",
