@@ -123,8 +123,7 @@ async def _ingest(pool: asyncpg.Pool) -> tuple[float, float, int]:
     if not rows:
         rows = _synthetic(20, 4000)
     t0 = time.perf_counter()
-    for i in range(0, len(rows), 20000):
-        await md.upsert_candles(pool, rows[i : i + 20000])
+    await md.upsert_candles(pool, rows)
     fresh = len(rows) / (time.perf_counter() - t0)
     t0 = time.perf_counter()
     await md.upsert_candles(pool, rows)
@@ -172,6 +171,8 @@ async def _stage(label: str, pool: asyncpg.Pool) -> list[dict[str, object]]:
             return []
         one, stored, r429 = await _backfill(pool, ["KRW-BTC"])
         three, stored3, r429_3 = await _backfill(pool, ["KRW-ETH", "KRW-XRP", "KRW-SOL"])
+        # A run starts with a full window's burst, so short runs edge past 10 x 200 / s;
+        # the steady state is 10 requests per 1.05 s, i.e. about 1,905 candles/s.
         note = f"{stored:,} real KRW-BTC minutes, 10 req/s fake, 429s: {r429}"
         return [
             {"figure": "backfill 1 symbol", "value": round(one, 1), "unit": "candles/s",
@@ -184,7 +185,7 @@ async def _stage(label: str, pool: asyncpg.Pool) -> list[dict[str, object]]:
         fresh, again, n = await _ingest(pool)
         return [
             {"figure": "bulk ingest (new rows)", "value": round(fresh), "unit": "rows/s",
-             "target": ">= 50000", "note": f"{n:,} real minutes, COPY + one upsert per 20k"},
+             "target": ">= 50000", "note": f"{n:,} real minutes, one COPY + one upsert"},
             {"figure": "bulk ingest (re-delivered)", "value": round(again), "unit": "rows/s",
              "note": "same rows again: no-op upsert"},
         ]  # fmt: skip
