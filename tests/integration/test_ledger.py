@@ -1,0 +1,155 @@
+"""The paper ledger on real PostgreSQL: exact invariant, idempotency, all-or-nothing fills."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+import pytest
+
+from coinpilot.adapters import ledger
+from coinpilot.config import Settings
+
+T0 = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
+D = Decimal
+
+
+def order(symbol: str = "KRW-BTC", ts: datetime = T0, close: str = "90000000",
+          amount: str = "500000") -> ledger.BuyOrder:  # fmt: skip
+    return ledger.BuyOrder(symbol, ts, D(close), D(amount), "BULL", {"why": "test"})
+
+
+async def snapshot(pool: asyncpg.Pool) -> dict[str, Any]:
+    return {
+        "account": dict(
+            await pool.fetchrow("SELECT cash, realized_pnl, fees_paid FROM account_state")
+        ),
+        "positions": [dict(r) for r in await pool.fetch("SELECT * FROM positions")],
+        "trades": await pool.fetchval("SELECT count(*) FROM trading_history"),
+        "outbox": await pool.fetchval("SELECT count(*) FROM outbox"),
+    }  # fmt: skip
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings()
+
+
+async def test_buy_then_sell_keeps_the_invariant_exactly(
+    pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """After each fill: cash + cost basis == initial + realized − fees, to the last digit."""
+    app = settings.app
+    await ledger.load_state(pool, app, T0, {})
+    fill = await ledger.buy(pool, order(), app, T0)
+    assert fill is not None
+    check = await ledger.verify(pool)
+    assert check.ok, check
+    account = await pool.fetchrow("SELECT * FROM account_state")
+    assert account["cash"] == D(10_000_000) - fill.notional - fill.fee
+    later = T0 + timedelta(minutes=30)
+    sold = await ledger.sell(pool, "KRW-BTC", later, D("91000000"), "TAKE_PROFIT", D("91000000"),
+                             app, later, {})  # fmt: skip
+    assert sold is not None
+    check = await ledger.verify(pool)
+    assert check.ok, check
+    row = await pool.fetchrow("SELECT * FROM trading_history WHERE side = 'SELL'")
+    assert row["realized_pnl"] == sold.fill.notional - fill.notional
+    assert sold.net_pnl == row["realized_pnl"] - fill.fee - sold.fill.fee
+    assert await pool.fetchval("SELECT count(*) FROM positions") == 0
+    day = await pool.fetchrow("SELECT * FROM daily_risk_state")
+    assert (day["buy_count"], day["sell_count"], day["trade_count"]) == (1, 1, 2)
+    kinds = [r["kind"] for r in await pool.fetch("SELECT kind FROM outbox ORDER BY id")]
+    assert kinds == ["trade", "trade"]
+
+
+async def test_the_same_candle_never_executes_twice(pool: asyncpg.Pool, settings: Settings) -> None:
+    """A repeated BUY or SELL decision for one closed candle is a no-op."""
+    app = settings.app
+    await ledger.load_state(pool, app, T0, {})
+    assert await ledger.buy(pool, order(), app, T0) is not None
+    before = await snapshot(pool)
+    await pool.execute("DELETE FROM positions")  # even with the position gone, no second buy
+    assert await ledger.buy(pool, order(), app, T0) is None
+    assert (await snapshot(pool))["trades"] == before["trades"]
+
+
+async def test_one_open_position_per_symbol_is_a_constraint(
+    pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """A second BUY of a held symbol on another candle fails and changes nothing."""
+    app = settings.app
+    await ledger.load_state(pool, app, T0, {})
+    await ledger.buy(pool, order(), app, T0)
+    before = await snapshot(pool)
+    with pytest.raises(asyncpg.UniqueViolationError):
+        await ledger.buy(pool, order(ts=T0 + timedelta(minutes=1)), app, T0)
+    assert await snapshot(pool) == before
+
+
+@pytest.mark.parametrize("table", ["positions", "trading_history", "daily_risk_state", "outbox"])
+async def test_a_failure_at_any_statement_rolls_back_the_whole_fill(
+    pool: asyncpg.Pool, settings: Settings, table: str
+) -> None:
+    """A fault injected in any table the fill writes leaves every table as it was."""
+    app = settings.app
+    await ledger.load_state(pool, app, T0, {})
+    await pool.execute(f"""
+        CREATE FUNCTION fail_now() RETURNS trigger LANGUAGE plpgsql AS
+        $$ BEGIN RAISE EXCEPTION 'injected fault'; END $$;
+        CREATE TRIGGER fail_now BEFORE INSERT OR UPDATE ON {table}
+        FOR EACH ROW EXECUTE FUNCTION fail_now();""")  # fmt: skip
+    before = await snapshot(pool)
+    with pytest.raises(asyncpg.RaiseError):
+        await ledger.buy(pool, order(), app, T0)
+    assert await snapshot(pool) == before
+    assert (await ledger.verify(pool)).ok
+
+
+async def test_three_losses_start_a_cooldown_that_is_audited_and_announced(
+    pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """The third losing round trip sets cooldown_until, writes risk_audit and a risk notice."""
+    app = settings.app
+    await ledger.load_state(pool, app, T0, {})
+    for i in range(3):
+        ts = T0 + timedelta(minutes=10 * i)
+        await ledger.buy(pool, order(ts=ts), app, ts)
+        out = ts + timedelta(minutes=5)
+        result = await ledger.sell(
+            pool, "KRW-BTC", out, D("89000000"), "STOP_LOSS", None, app, out, {}
+        )
+        assert result is not None
+        assert result.net_pnl < 0
+    account = await pool.fetchrow("SELECT consecutive_losses, cooldown_until FROM account_state")
+    assert account["consecutive_losses"] == 0
+    assert account["cooldown_until"] == T0 + timedelta(minutes=25, hours=2)
+    audit = await pool.fetch("SELECT violation_type FROM risk_audit")
+    assert [r["violation_type"] for r in audit] == ["cooldown"]
+    assert await pool.fetchval("SELECT count(*) FROM outbox WHERE kind = 'risk'") == 1
+    assert (await ledger.verify(pool)).ok
+
+
+async def test_hwm_only_rises(pool: asyncpg.Pool, settings: Settings) -> None:
+    """raise_hwm stores a higher mark and ignores a lower one."""
+    app = settings.app
+    await ledger.load_state(pool, app, T0, {})
+    fill = await ledger.buy(pool, order(), app, T0)
+    assert fill is not None
+    assert await ledger.raise_hwm(pool, "KRW-BTC", fill.price + 1, T0)
+    assert not await ledger.raise_hwm(pool, "KRW-BTC", fill.price, T0)
+    assert await pool.fetchval("SELECT high_water_mark FROM positions") == fill.price + 1
+
+
+async def test_verify_reports_a_tampered_ledger(pool: asyncpg.Pool, settings: Settings) -> None:
+    """One won of cash appearing from nowhere is a violation with that difference."""
+    app = settings.app
+    await ledger.load_state(pool, app, T0, {})
+    await ledger.buy(pool, order(), app, T0)
+    await pool.execute("UPDATE account_state SET cash = cash + 1")
+    check = await ledger.verify(pool)
+    assert not check.ok
+    assert check.difference == 1
