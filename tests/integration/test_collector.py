@@ -16,7 +16,7 @@ from structlog.testing import capture_logs
 
 from coinpilot.adapters.csvdata import read_csv
 from coinpilot.adapters.marketdata import CandleRow, load_closed_candles
-from coinpilot.adapters.upbit import UpbitClient
+from coinpilot.adapters.upbit import UpbitClient, UpbitError
 from coinpilot.clock import SimulatedClock, floor_minute
 from coinpilot.config import CollectorConfig
 from coinpilot.observability import Health, Metrics
@@ -239,3 +239,35 @@ async def test_replayed_collection_feeds_the_bot_query(
             assert len(window) == 200
             assert int(window.ts[-1]) + 60 <= clock.now().timestamp()
             assert window.last_ts == floor_minute(clock.now()) - MIN
+
+
+async def test_a_startup_backfill_cut_short_resumes_without_gaps(
+    pool: asyncpg.Pool, http: aiohttp.ClientSession, day: list[CandleRow]
+) -> None:
+    """A catch-up that dies after two windows leaves a contiguous prefix; the next collector
+    continues from its newest minute and ends with exactly the closed minutes."""
+    now = T0 + timedelta(hours=20, seconds=2)
+    clock = SimulatedClock(now)
+    fake = FakeUpbit(clock=clock, limit_per_s=None)
+    fake.add_rows(day)
+    async with running_fake_upbit(fake) as (_, url):
+        first = make_collector(http, url, pool, clock, ["KRW-BTC"])
+        pages = 0
+
+        def crash_after_two(*_: object) -> None:
+            nonlocal pages
+            pages += 1
+            if pages == 2:
+                raise RuntimeError("process died")
+
+        first.filler.on_page = crash_after_two
+        with pytest.raises(UpbitError, match="process died"):
+            await first.run_once()
+        partial = await stored(pool, "KRW-BTC")
+        assert len(partial) == 400
+        second = make_collector(http, url, pool, clock, ["KRW-BTC"])
+        await second.run_once()
+    window_start = floor_minute(now) - timedelta(hours=12)
+    assert await stored(pool, "KRW-BTC") == [
+        r for r in day if window_start <= r.ts and r.ts + MIN <= now
+    ]
