@@ -9,10 +9,11 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from numpy.lib.stride_tricks import sliding_window_view
 
 from coinpilot.domain.candles import Candles
 from coinpilot.domain.regime import REGIME_INDEX, regime_over_history
-from coinpilot.domain.signals import entry_signals, windowed_indicators
+from coinpilot.domain.signals import WindowedRsi, entry_signals, windowed_indicators
 from coinpilot.domain.snapshot import IndicatorParams, compute_snapshot, compute_snapshots
 from coinpilot.domain.strategy import ENTRY_CODES, evaluate_entry
 from tests.unit.strategy_support import (
@@ -89,6 +90,40 @@ def test_live_and_history_values_match_pandas(histories, window: int) -> None:
                     assert getattr(hist, key)[t] == pytest.approx(ref[key], **TOL), (name, t, key)
                 assert bool(hist.bb_touch_recovery[t]) == ref["bb_touch_recovery"]
                 assert hist.vol_ratio[t] == pytest.approx(ref["vol_ratio"], **TOL)
+
+
+def pandas_window_rsi(
+    close: np.ndarray, period: int, window: int, lags: int, stride: int
+) -> np.ndarray:
+    """RSI of every ``stride``-th full live window by pandas, read at its last ``lags`` candles.
+
+    Each window is one DataFrame column, so pandas runs the recursion on all of them at once,
+    restarting at each window's first candle with a zero first change.
+    """
+    frames = sliding_window_view(close, window)[::stride]
+    delta = np.zeros_like(frames)
+    delta[:, 1:] = np.diff(frames, axis=1)
+    gain = pd.DataFrame(np.where(delta > 0, delta, 0.0).T)
+    loss = pd.DataFrame(np.where(delta < 0, -delta, 0.0).T)
+    ewm = {"alpha": 1.0 / period, "adjust": False, "min_periods": period}
+    rsi = 100.0 - 100.0 / (1.0 + gain.ewm(**ewm).mean() / loss.ewm(**ewm).mean())
+    return rsi.iloc[window - lags :][::-1].to_numpy()
+
+
+def test_windowed_rsi_matches_pandas_at_every_minute(histories) -> None:
+    """The window correction equals pandas on every full window of the Upbit file (and every
+    10th of the others), for RSI14 and for RSI7 at each lookback candle."""
+    window = 200
+    for name, c in histories.items():
+        stride = 1 if name.startswith("upbit_") else 10
+        for period, lags in ((14, 1), (7, 5)):
+            ref = pandas_window_rsi(c.close, period, window, lags, stride)
+            ours = WindowedRsi(c.close, period, window)
+            for lag in range(lags):
+                np.testing.assert_allclose(
+                    ours.at_lag(lag)[window - 1 :: stride], ref[lag], rtol=1e-9, atol=1e-9,
+                    err_msg=f"{name} RSI{period} lag {lag}",
+                )  # fmt: skip
 
 
 def stratified(codes: np.ndarray, per_code: int, rng: np.random.Generator) -> np.ndarray:
