@@ -249,7 +249,7 @@ class UpbitClient:
             log.warning("candles_rejected", symbol=market, reason=reason, count=n)
         return Page(rows, len(payload))
 
-    async def krw_markets(self) -> set[str]:
+    async def listed_markets(self) -> set[str]:
         """Every market code Upbit lists now (``/v1/market/all``)."""
         payload = await self._get_json("/v1/market/all", {"is_details": "false"})
         if not isinstance(payload, list):

@@ -130,7 +130,7 @@ async def _backfill(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _checked(client: UpbitClient, symbols: list[str]) -> list[str]:
     try:
-        listed = await client.krw_markets()
+        listed = await client.listed_markets()
     except UpbitError as exc:
         print(f"warning: market list unavailable ({exc}); trying every symbol", file=sys.stderr)
         return symbols

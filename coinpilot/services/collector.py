@@ -146,7 +146,7 @@ class Collector(PeriodicService):
     async def check_symbols(self) -> list[str]:
         """Leave out markets Upbit does not list; report them once. Returns those left out."""
         try:
-            listed = await self.client.krw_markets()
+            listed = await self.client.listed_markets()
         except UpbitError as exc:
             log.warning("symbols_check_failed", error=str(exc), kind=exc.kind)
             return []

@@ -210,7 +210,7 @@ async def test_market_list(http: aiohttp.ClientSession, btc_rows: list) -> None:
     fake = FakeUpbit(extra_markets=("KRW-ETH", "BTC-ETH"))
     fake.add_rows(btc_rows)
     async with running_fake_upbit(fake) as (_, url):
-        assert await client(http, url).krw_markets() == {"KRW-BTC", "KRW-ETH", "BTC-ETH"}
+        assert await client(http, url).listed_markets() == {"KRW-BTC", "KRW-ETH", "BTC-ETH"}
         async with http.get(url + "/v1/market/all", params={"is_details": "true"}) as resp:
             assert "market_event" in (await resp.json())[0]
 
