@@ -17,12 +17,14 @@ import pytest
 import redis.asyncio as aioredis
 import structlog
 
+from coinpilot.adapters import marketdata as md
 from coinpilot.adapters.cache import Keys
 from coinpilot.adapters.csvdata import read_csv
 from coinpilot.adapters.upbit import UpbitClient
 from coinpilot.clock import SimulatedClock, SystemClock
 from coinpilot.config import CollectorConfig, Settings
 from coinpilot.observability import PRIORITIES, Health, Metrics, configure_logging
+from coinpilot.services.bot import BotService
 from coinpilot.services.collector import Collector
 from coinpilot.services.jobs import JobContext
 from coinpilot.services.scheduler import run_recorded
@@ -205,3 +207,39 @@ async def test_collector_cycle_logs_one_line_and_one_warning_per_failed_symbol(
     assert cycles[0]["stored"] > 0
     failed = [r for r in records if r["event"] == "collect_failed"]
     assert [(r["symbol"], r["level"], r["priority"]) for r in failed] == [("KRW-ETH", "warning", 4)]
+
+
+async def test_bot_cycle_logs_one_decision_per_symbol_with_reason(
+    json_logs: Callable[[], list[dict]],
+    pool: asyncpg.Pool,
+    redis: aioredis.Redis,
+    keys: Keys,
+    make_settings: Callable[..., Settings],
+    data_dir: Path,
+) -> None:
+    """One bot cycle: exactly one bot_decision line per symbol, each with symbol and reason."""
+    rows = read_csv(data_dir / "upbit_KRW-BTC_1m_2018-01-25_2018-02-01.csv")[:260]
+    await md.upsert_candles(pool, rows)
+    clock = SimulatedClock(rows[-1].ts + timedelta(minutes=1, seconds=6))
+    metrics = Metrics()
+    bot = BotService(
+        settings=make_settings(), pool=pool, redis=redis, keys=keys, clock=clock,
+        health=Health(), metrics=metrics, symbols=["KRW-BTC", "KRW-ETH"],
+    )  # fmt: skip
+    await bot.startup()
+    json_logs()
+    await bot.run_once()
+    decisions = [r for r in json_logs() if r["event"] == "bot_decision"]
+    assert sorted(r["symbol"] for r in decisions) == ["KRW-BTC", "KRW-ETH"]
+    for record in decisions:
+        assert record["reason_code"]
+        assert record["reason"]
+        assert record["priority"] == PRIORITIES[record["level"]]
+    counted = sum(
+        metrics.registry.get_sample_value(
+            "coinpilot_entry_decisions_total", {"reason": r["reason_code"]}
+        )
+        or 0
+        for r in {r["reason_code"]: r for r in decisions}.values()
+    )
+    assert counted == 2
