@@ -39,6 +39,7 @@ from coinpilot.domain.ai_types import AiStep, EntryCandidate
 from coinpilot.domain.candles import Candles
 from coinpilot.domain.exits import evaluate_exit
 from coinpilot.domain.fills import Fill, to_decimal
+from coinpilot.domain.regime import UNKNOWN_CODE
 from coinpilot.domain.snapshot import IndicatorParams, compute_snapshot
 from coinpilot.domain.strategy import ENTRY_CODES
 
@@ -75,8 +76,11 @@ def _series(c: Candles, tl: Timeline, regime: npt.NDArray[np.int8], app: AppConf
     idx = tl.index[c.symbol]
     close = np.where(idx >= 0, c.close[np.maximum(idx, 0)], np.nan)
     own_tick = (c.ts - tl.minutes[0]) // MINUTE
-    codes = entry_codes(c, regime[own_tick], app)
-    entry_ticks = own_tick[codes == 0].astype(np.int64)
+    # Candles before the first tick are history only: no cycle ever decides on them.
+    live = own_tick >= 0
+    per_candle = np.where(live, regime[np.maximum(own_tick, 0)], UNKNOWN_CODE).astype(np.int8)
+    codes = entry_codes(c, per_candle, app)
+    entry_ticks = own_tick[(codes == 0) & live].astype(np.int64)
     rsi = windowed_rsi14(c, app)
     rsi14 = np.where(idx >= 0, rsi[np.maximum(idx, 0)], np.nan)
     return Series(c, idx, close, regime, codes, entry_ticks, rsi14)
@@ -330,7 +334,9 @@ class Engine:
                 if t.symbol == sym:
                     flat[a + 1 : b + 1] = False
             own = (s.candles.ts - self.tl.minutes[0]) // MINUTE
-            counts = np.bincount(s.codes[flat[own]], minlength=len(ENTRY_CODES))
+            live = own >= 0
+            codes = s.codes[live][flat[own[live]]]
+            counts = np.bincount(codes, minlength=len(ENTRY_CODES))
             for code, count in zip(ENTRY_CODES, counts.tolist(), strict=True):
                 if count:
                     out[code] = out.get(code, 0) + count
