@@ -280,7 +280,7 @@ class BotService(PeriodicService):
             return Outcome(sym, "WAITING", "insufficient_data", f"data insufficient: {n} lines",
                            regime)  # fmt: skip
         close, candle_ts = float(candles.close[-1]), candles.last_ts
-        info = snap.as_dict()
+        info = _status_indicators(snap)
         if not self._fresh(candles, inputs.now):
             return Outcome(sym, "SKIP", "stale_data", "newest candle is too old for an entry",
                            regime, close, candle_ts, info)  # fmt: skip
@@ -298,6 +298,7 @@ class BotService(PeriodicService):
             return Outcome(sym, "HOLD", decision.reason_code, decision.status_text(regime),
                            regime, close, candle_ts, info)  # fmt: skip
         assert candle_ts is not None
+        info = snap.as_dict()  # the full view only for candidates: the AI input and history
         sized = await self._risk_and_size(sym, regime, inputs, state)
         if isinstance(sized, Outcome):
             sized.price, sized.candle_ts, sized.indicators = close, candle_ts, info
@@ -481,6 +482,18 @@ class BotService(PeriodicService):
                 await pipe.execute()
         except REDIS_ERRORS as exc:
             self._redis_failed(exc)
+
+
+_STATUS_FIELDS = ("close", "rsi14", "rsi7", "ma", "bb_lower", "vol_ratio")
+
+
+def _status_indicators(snap: IndicatorSnapshot) -> dict[str, Any]:
+    """The few values a status shows; ``as_dict`` costs a deep copy per symbol per cycle."""
+    out: dict[str, Any] = {}
+    for name in _STATUS_FIELDS:
+        value = getattr(snap, name)
+        out[name] = None if value != value else value
+    return out
 
 
 def bot_factory(deps: Any) -> list[BotService]:
