@@ -7,7 +7,10 @@ equity curve). Each figure is the best of a few runs on a warm process, AI off.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -66,7 +69,25 @@ def run() -> list[dict[str, object]]:
     rate, _, note = _rate(five, app)
     out.append({"figure": "backtest 5 symbols, 1 year, portfolio limits", "value": round(rate),
                 "unit": "candle-steps/s", "target": ">= 300,000", "note": note})  # fmt: skip
+    out.extend(_rss(n) for n in (5, 200))
     return out
+
+
+def _rss(symbols: int) -> dict[str, object]:
+    """Peak RSS of a child process running an hour of the live services (replay driver)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.rss_replay", str(symbols)],
+        cwd=ROOT, capture_output=True, text=True, timeout=1800, check=False,
+    )  # fmt: skip
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        return {"figure": f"daemon RSS after 1 h, {symbols} symbols", "value": 0,
+                "unit": "failed", "note": tail[0][:200]}  # fmt: skip
+    got = json.loads(lines[-1])
+    return {"figure": f"daemon RSS after 1 h, {symbols} symbols", "value": got["peak_rss_mb"],
+            "unit": "MB (peak)", "note": f"{got['trades']} trades, {got['seconds']} s for 60 "
+            "cycles; includes the in-process Upbit fake"}  # fmt: skip
 
 
 if __name__ == "__main__":

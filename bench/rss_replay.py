@@ -1,0 +1,124 @@
+"""Child process for the RSS figure: an hour of simulated trading on the live services.
+
+Run as ``python -m bench.rss_replay SYMBOLS``: collector → PostgreSQL → regime → bot loop
+through the replay driver, 60 one-minute cycles over ``SYMBOLS`` markets (copies of one real
+file, each shifted in time so their signals differ), regime pinned to SIDEWAYS so a short
+history trades. Prints one JSON line with the peak RSS of this process (which also hosts
+the local Upbit fake, so the figure is an upper bound for the daemon alone).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import json
+import os
+import resource
+import socket
+import sys
+import tempfile
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from coinpilot.adapters import db
+from coinpilot.adapters.cache import Keys, create_redis
+from coinpilot.adapters.csvdata import read_csv
+from coinpilot.config import load_config
+from coinpilot.embedded import EmbeddedPostgres, EmbeddedRedis
+from tests.replay import Replay
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(os.environ.get("COINPILOT_DATA_DIR", ROOT.parent / "shared" / "data"))
+FILE = "binance_AVAXUSDT_1m_2025-02-01_2025-02-28.csv"
+HISTORY_MIN, CYCLES = 300, 60
+
+
+def _up(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _servers(stack: list[Any]) -> tuple[str, str]:
+    pg = os.environ.get("COINPILOT_TEST_DATABASE_URL")
+    rd = os.environ.get("COINPILOT_TEST_REDIS_URL")
+    if not pg:
+        if _up(5432):
+            pg = "postgresql://postgres@127.0.0.1:5432/postgres"
+        else:
+            stack.append(EmbeddedPostgres(Path(tempfile.mkdtemp(prefix="cp-rss-pg-"))))
+            pg = stack[-1].start()
+    if not rd:
+        if _up(6379):
+            rd = "redis://127.0.0.1:6379/0"
+        else:
+            stack.append(EmbeddedRedis(Path(tempfile.mkdtemp(prefix="cp-rss-redis-"))))
+            rd = stack[-1].start()
+    return pg, rd
+
+
+def _rows(symbols: int) -> tuple[dict[str, list[Any]], Any]:
+    """Per symbol only the minutes the run uses, so the test data does not swell the RSS."""
+    base = read_csv(DATA / FILE, "KRW-X")
+    starts = [r.ts for r in base]
+    start = base[0].ts + timedelta(minutes=HISTORY_MIN + 7 * symbols)
+    lo, hi = start - timedelta(minutes=HISTORY_MIN), start + timedelta(minutes=CYCLES + 2)
+    out = {}
+    for j in range(symbols):
+        name, shift = f"KRW-S{j:03d}", timedelta(minutes=7 * j)
+        a, b = bisect.bisect_left(starts, lo + shift), bisect.bisect_left(starts, hi + shift)
+        out[name] = [r._replace(symbol=name, ts=r.ts - shift) for r in base[a:b]]
+    return out, start
+
+
+async def _main(symbols: int) -> dict[str, Any]:
+    stack: list[Any] = []
+    admin, redis_url = _servers(stack)
+    name = f"cp_rss_{uuid.uuid4().hex[:8]}"
+    conn = await asyncpg.connect(admin)
+    await conn.execute(f'CREATE DATABASE "{name}"')
+    await conn.close()
+    head, _, query = admin.partition("?")
+    dsn = f"{head.rsplit('/', 1)[0]}/{name}" + (f"?{query}" if query else "")
+    pool = await db.create_pool(dsn, min_size=1, max_size=4)
+    redis = create_redis(redis_url)
+    try:
+        async with pool.acquire() as c:
+            await db.migrate(c)
+        rows, start = _rows(symbols)
+        data = load_config(environ={}).app.model_dump(mode="json")
+        data["symbols"] = sorted(rows)
+        cfg = ROOT / "var" / f"rss-{name}.yaml"
+        cfg.parent.mkdir(exist_ok=True)
+        cfg.write_text(json.dumps(data))
+        settings = load_config(cfg, environ={})
+        keys = Keys(f"rss{uuid.uuid4().hex[:6]}:")
+        started = time.perf_counter()
+        async with Replay(settings, pool, redis, keys, rows, start, fixed_regime="SIDEWAYS") as rp:
+            await rp.preload(start)
+            await rp.run_until(start + timedelta(minutes=CYCLES))
+        elapsed = time.perf_counter() - started
+        trades = await pool.fetchval("SELECT count(*) FROM trading_history")
+        cfg.unlink()
+    finally:
+        await pool.close()
+        await redis.aclose()
+        conn = await asyncpg.connect(admin)
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.close()
+        for server in stack:
+            server.stop()
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"symbols": symbols, "peak_rss_mb": round(peak_kb / 1024, 1), "trades": trades,
+            "seconds": round(elapsed, 1)}  # fmt: skip
+
+
+if __name__ == "__main__":
+    print(json.dumps(asyncio.run(_main(int(sys.argv[1])))))
