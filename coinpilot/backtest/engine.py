@@ -27,10 +27,9 @@ from coinpilot.backtest.book import Book, Day, Position
 from coinpilot.backtest.model import BacktestResult, Trade
 from coinpilot.backtest.signals_bt import (
     ExitTable,
-    entry_codes,
     exit_candidates,
     exit_table,
-    windowed_rsi14,
+    precompute,
 )
 from coinpilot.backtest.summary import day_keys
 from coinpilot.backtest.timeline import MINUTE, REGIME_CODES, Timeline, build_timeline, regimes
@@ -74,16 +73,20 @@ def _utc(ts: int) -> datetime:
 
 def _series(c: Candles, tl: Timeline, regime: npt.NDArray[np.int8], app: AppConfig) -> Series:
     idx = tl.index[c.symbol]
-    close = np.where(idx >= 0, c.close[np.maximum(idx, 0)], np.nan)
+    safe = np.maximum(idx, 0)
+    close = np.where(idx >= 0, c.close[safe], np.nan)
     own_tick = (c.ts - tl.minutes[0]) // MINUTE
     # Candles before the first tick are history only: no cycle ever decides on them.
     live = own_tick >= 0
     per_candle = np.where(live, regime[np.maximum(own_tick, 0)], UNKNOWN_CODE).astype(np.int8)
-    codes = entry_codes(c, per_candle, app)
-    entry_ticks = own_tick[(codes == 0) & live].astype(np.int64)
-    rsi = windowed_rsi14(c, app)
-    rsi14 = np.where(idx >= 0, rsi[np.maximum(idx, 0)], np.nan)
-    return Series(c, idx, close, regime, codes, entry_ticks, rsi14)
+    pre = precompute(c, per_candle, app)
+    entry_ticks = own_tick[(pre.codes == 0) & live].astype(np.int64)
+    # The exit check reads RSI14 with the periods of the regime in force at each tick.
+    rsi14 = np.full(len(idx), np.nan)
+    for code, values in pre.rsi14.items():
+        at = (regime == code) & (idx >= 0)
+        rsi14[at] = values[safe[at]]
+    return Series(c, idx, close, regime, pre.codes, entry_ticks, rsi14)
 
 
 def _all_series(

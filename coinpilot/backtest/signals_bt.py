@@ -19,7 +19,14 @@ from coinpilot.backtest.timeline import REGIME_CODES
 from coinpilot.config import AppConfig
 from coinpilot.domain.candles import Candles
 from coinpilot.domain.exits import effective_exit_params
-from coinpilot.domain.signals import WindowedRsi, entry_signals
+from coinpilot.domain.regime import REGIME_INDEX, REGIMES
+from coinpilot.domain.signals import (
+    WindowedIndicators,
+    WindowedRsi,
+    entry_signals,
+    windowed_indicators,
+)
+from coinpilot.domain.signals import entry_codes as sig_entry_codes
 from coinpilot.domain.snapshot import IndicatorParams, compute_snapshot
 from coinpilot.domain.strategy import CODE_INDEX, evaluate_entry
 
@@ -33,6 +40,47 @@ def entry_codes(c: Candles, regime: npt.NDArray[np.int8], app: AppConfig) -> npt
         c, regime, app.regimes, window=app.bot.candle_window, min_candles=app.bot.min_candles
     )
     return sig.codes.astype(np.int16)
+
+
+@dataclass
+class Precomputed:
+    codes: npt.NDArray[np.int16]  # ENTRY_CODES index per candle
+    rsi14: dict[int, F64]  # per regime code: RSI14 of each candle's window, that regime's period
+
+
+def precompute(c: Candles, regime: npt.NDArray[np.int8], app: AppConfig) -> Precomputed:
+    """``entry_signals``' outcome per candle plus the exit check's RSI14, in one pass.
+
+    The same steps as ``signals.entry_signals`` (windowed indicators per parameter set, the
+    rule table per regime, the minimum-data override); the windowed indicators are kept so
+    the RSI14 the exit check reads costs nothing more. A test holds it equal to
+    ``entry_signals``.
+    """
+    window, min_candles = app.bot.candle_window, app.bot.min_candles
+    pos = np.minimum(np.arange(len(c)), window - 1)
+    codes = np.full(len(c), CODE_INDEX["regime_unknown"], dtype=np.int16)
+    cache: dict[IndicatorParams, WindowedIndicators] = {}
+    for name in REGIMES:
+        rows = regime == REGIME_INDEX[name]
+        if name == "UNKNOWN" or not rows.any():
+            continue
+        cfg = app.regimes.get(name)  # type: ignore[call-overload]
+        if cfg is None:
+            codes[rows] = CODE_INDEX["regime_not_configured"]
+            continue
+        p = IndicatorParams.from_entry(cfg.entry)
+        if p not in cache:
+            cache[p] = windowed_indicators(c, p, window)
+        codes[rows] = sig_entry_codes(cache[p], name, cfg.entry, min_candles)[rows]
+    codes[pos + 1 < min_candles] = CODE_INDEX["insufficient_data"]
+    by_period = {p.rsi_period: w.rsi14 for p, w in cache.items()}
+    rsi: dict[int, F64] = {}
+    for name in REGIMES:
+        period = IndicatorParams.for_regime(name, app.regimes).rsi_period
+        if period not in by_period:
+            by_period[period] = WindowedRsi(c.close, period, window).at_lag(0)
+        rsi[REGIME_INDEX[name]] = by_period[period]
+    return Precomputed(codes, rsi)
 
 
 def windowed_rsi14(c: Candles, app: AppConfig) -> F64:

@@ -148,3 +148,29 @@ def test_portfolio_limits_hold_with_five_symbols(data_dir: Path, app: AppConfig)
     cap = Decimal(str(app.risk.initial_balance_krw)) * Decimal("0.2") * Decimal("1.05")
     assert sum(t.entry_price * t.quantity for t in r.trades[:3]) <= cap
     assert any(k.startswith("risk:") for k in r.funnel)
+
+
+def test_precompute_equals_the_strategy_signal_pass(data_dir: Path, app: AppConfig) -> None:
+    """The engine's one-pass precomputation gives entry_signals' codes and the live RSI14."""
+    from coinpilot.backtest.signals_bt import precompute
+    from coinpilot.domain.regime import REGIME_INDEX
+    from coinpilot.domain.signals import entry_signals
+    from coinpilot.domain.snapshot import IndicatorParams, compute_snapshot
+
+    c = _load(data_dir, AVAX, "KRW-AVAX").slice(0, 6000)
+    rng = np.random.default_rng(7)
+    # Regimes switching every few hours, all four codes, to exercise every rule table.
+    regime = np.repeat(rng.integers(0, 4, size=len(c) // 240 + 1), 240)[: len(c)].astype(np.int8)
+    pre = precompute(c, regime, app)
+    expected = entry_signals(c, regime, app.regimes, window=200, min_candles=40).codes
+    assert np.array_equal(pre.codes, expected.astype(np.int16))
+    assert (pre.codes == 0).any()
+    for i in rng.integers(0, len(c), size=25).tolist():
+        window = c.slice(max(0, i - 199), i + 1)
+        for name in ("BULL", "UNKNOWN"):
+            params = IndicatorParams.for_regime(name, app.regimes)
+            live = compute_snapshot(window, params, 200).rsi14
+            got = pre.rsi14[REGIME_INDEX[name]][i]
+            assert got == pytest.approx(live, rel=1e-9, abs=1e-9) or (
+                np.isnan(got) and np.isnan(live)
+            )
