@@ -1,15 +1,14 @@
 """Per-candle inputs of the event loop: entry outcomes, windowed RSI14 and exit candidates.
 
-Entry outcomes come from the strategy core's whole-history pass when it is available and
-otherwise from ``compute_snapshot`` + ``evaluate_entry`` candle by candle — the live code,
-slower. Exit candidates are a vectorised *superset* of the minutes where ``evaluate_exit``
-can fire (a small tolerance on every threshold); the event loop then asks ``evaluate_exit``
-itself at each candidate, so the decision is always the live function's.
+Entry outcomes come from the strategy core's whole-history pass (proven equal to
+``compute_snapshot`` + ``evaluate_entry`` on every candle's live window). Exit candidates
+are a vectorised *superset* of the minutes where ``evaluate_exit`` can fire (a small
+tolerance on every threshold); the event loop then asks ``evaluate_exit`` itself at each
+candidate, so the decision is always the live function's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,23 +22,14 @@ from coinpilot.domain.regime import REGIME_INDEX, REGIMES
 from coinpilot.domain.signals import (
     WindowedIndicators,
     WindowedRsi,
-    entry_signals,
     windowed_indicators,
 )
 from coinpilot.domain.signals import entry_codes as sig_entry_codes
-from coinpilot.domain.snapshot import IndicatorParams, compute_snapshot
-from coinpilot.domain.strategy import CODE_INDEX, evaluate_entry
+from coinpilot.domain.snapshot import IndicatorParams
+from coinpilot.domain.strategy import CODE_INDEX
 
 F64 = npt.NDArray[np.float64]
 EPS = 1e-9  # relative slack that keeps the candidate set a superset of float/Decimal edges
-
-
-def entry_codes(c: Candles, regime: npt.NDArray[np.int8], app: AppConfig) -> npt.NDArray[np.int16]:
-    """ENTRY_CODES index per candle (0 = passed), given the regime code at each candle."""
-    sig = entry_signals(
-        c, regime, app.regimes, window=app.bot.candle_window, min_candles=app.bot.min_candles
-    )
-    return sig.codes.astype(np.int16)
 
 
 @dataclass
@@ -81,30 +71,6 @@ def precompute(c: Candles, regime: npt.NDArray[np.int8], app: AppConfig) -> Prec
             by_period[period] = WindowedRsi(c.close, period, window).at_lag(0)
         rsi[REGIME_INDEX[name]] = by_period[period]
     return Precomputed(codes, rsi)
-
-
-def windowed_rsi14(c: Candles, app: AppConfig) -> F64:
-    """RSI14 of each candle's live window (what the exit check reads)."""
-    period = app.regimes["SIDEWAYS"].entry.rsi_period
-    return WindowedRsi(c.close, period, app.bot.candle_window).at_lag(0)
-
-
-def entry_codes_slow(
-    c: Candles, regime: npt.NDArray[np.int8], app: AppConfig
-) -> npt.NDArray[np.int16]:
-    """ENTRY_CODES index per candle, by the live evaluator on each 200-candle window."""
-    window, min_candles = app.bot.candle_window, app.bot.min_candles
-    hours = app.regime_detection.min_hourly_candles
-    out = np.empty(len(c), dtype=np.int16)
-    for i in range(len(c)):
-        name = REGIME_CODES[int(regime[i])]
-        params = IndicatorParams.for_regime(name, app.regimes)
-        snap = compute_snapshot(c.slice(max(0, i + 1 - window), i + 1), params, window)
-        decision = evaluate_entry(
-            snap, name, app.regimes, min_candles=min_candles, regime_hours_needed=hours
-        )
-        out[i] = CODE_INDEX[decision.reason_code]
-    return out
 
 
 @dataclass(frozen=True)
@@ -159,13 +125,3 @@ def exit_candidates(
         maybe |= (rsi14 > table.overbought[regime] - EPS) & (pnl >= table.min_profit[regime] - EPS)
         maybe |= elapsed_s > table.time_limit_s[regime] - 1.0
     return np.flatnonzero(maybe), hwm
-
-
-def windowed_rsi14_slow(c: Candles, app: AppConfig, regime: Sequence[int]) -> F64:
-    """RSI14 of each candle's live window (what the exit check reads), candle by candle."""
-    window = app.bot.candle_window
-    out = np.empty(len(c), dtype=np.float64)
-    for i in range(len(c)):
-        params = IndicatorParams.for_regime(REGIME_CODES[int(regime[i])], app.regimes)
-        out[i] = compute_snapshot(c.slice(max(0, i + 1 - window), i + 1), params, window).rsi14
-    return out
