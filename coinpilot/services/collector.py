@@ -227,15 +227,17 @@ def replay_collector(
 
     Pair it with a fake whose clock is the same SimulatedClock and whose rate limit is off;
     then ``await collector.run_once()`` after each ``clock.advance(60)`` stores exactly the
-    minutes that closed.
+    minutes that closed. A busy machine must not change a replay's outcome, so the timeout
+    is generous and a failed request is retried at once (the simulated clock does not move).
     """
     client = UpbitClient(
         http,
         base_url,
         clock=clock,
         metrics=metrics,
+        timeout_s=60.0,
         requests_per_second=None,
-        max_retries=0,
+        max_retries=3,
         retry_base_s=0.0,
     )
     return Collector(
