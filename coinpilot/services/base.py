@@ -14,7 +14,7 @@ from typing import Any
 import structlog
 
 from coinpilot.clock import Clock
-from coinpilot.errors import FatalError
+from coinpilot.errors import FatalError, TransientError
 from coinpilot.observability import Health, Metrics
 
 log = structlog.get_logger(__name__)
@@ -63,6 +63,10 @@ class PeriodicService:
             await self.run_once()
         except FatalError:
             raise
+        except TransientError as exc:  # expected now and then: no traceback, next cycle retries
+            self.state.last_error = f"{type(exc).__name__}: {exc}"[:300]
+            log.warning("cycle_failed", service=self.name, error=self.state.last_error)
+            return False
         except Exception as exc:  # one bad cycle must not end the service
             self.state.last_error = f"{type(exc).__name__}: {exc}"[:300]
             log.exception("cycle_failed", service=self.name)
