@@ -1,0 +1,242 @@
+"""The bot loop beyond the happy path: Redis outages, a slow AI, a failing symbol, the CLI."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import asyncpg
+import numpy as np
+import pytest
+import redis.asyncio as aioredis
+
+from coinpilot.adapters import ledger
+from coinpilot.adapters.cache import Keys, create_redis
+from coinpilot.adapters.csvdata import to_candles
+from coinpilot.backtest.engine import run_backtest
+from coinpilot.commands import status as status_cmd
+from coinpilot.commands import verify_ledger
+from coinpilot.config import Settings
+from coinpilot.domain.ai_types import AiVerdict, EntryCandidate
+from coinpilot.embedded import EmbeddedRedis
+from coinpilot.httpserver import health_report
+from coinpilot.services import bot as botmod
+from coinpilot.services.bot import Outcome
+from tests.integration.replay_data import BASE, aligned_rows
+from tests.replay import Replay
+
+pytestmark = pytest.mark.slow
+DAY = BASE + timedelta(days=9)  # 9 days of history first: the hourly MA200 needs 200 hours
+AVAX = ["KRW-AVAX"]
+
+
+@pytest.fixture
+async def private_redis() -> AsyncIterator[EmbeddedRedis]:
+    """A Redis server of this test's own, so the test can stop and restart it."""
+    path = Path(tempfile.mkdtemp(prefix="cp-r-"))  # short: unix socket paths are limited
+    server = EmbeddedRedis(path)
+    server.start()
+    yield server
+    server.stop()
+    shutil.rmtree(path, ignore_errors=True)
+
+
+async def _backtest_entries(
+    rows: dict[str, Any], settings: Settings, start: datetime, end: datetime
+) -> list[tuple[str, int, Decimal, str]]:
+    """(symbol, entry time, entry price, exit reason) the backtester trades in [start, end)."""
+    candles = {}
+    for sym, r in rows.items():
+        c = to_candles(r, sym)
+        # The last live cycle before ``end`` sees candles that closed a minute before it.
+        candles[sym] = c.slice(0, int(np.searchsorted(c.ts, int(end.timestamp()) - 120, "right")))
+    result = await run_backtest(candles, settings.app, start=start)
+    return sorted((t.symbol, t.entry_ts, t.entry_price, t.exit_reason or "")
+                  for t in result.trades)  # fmt: skip
+
+
+async def _live_entries(pool: asyncpg.Pool) -> list[tuple[str, int, Decimal, str]]:
+    buys = await pool.fetch("SELECT * FROM trading_history WHERE side = 'BUY' ORDER BY id")
+    sells = {
+        r["symbol"] + str(r["executed_at"]): r
+        for r in await pool.fetch("SELECT * FROM trading_history WHERE side = 'SELL'")
+    }
+    out = []
+    for b in buys:
+        later = [s for s in sells.values() if s["symbol"] == b["symbol"]
+                 and s["executed_at"] > b["executed_at"]]  # fmt: skip
+        exit_ = min(later, key=lambda s: s["executed_at"]) if later else None
+        out.append((b["symbol"], int(b["executed_at"].timestamp()), b["price"],
+                    exit_["exit_reason"] if exit_ else ""))  # fmt: skip
+    return sorted(out)
+
+
+async def test_redis_outage_mid_replay_keeps_trading_and_reports_degraded(
+    pool: asyncpg.Pool,
+    keys: Keys,
+    private_redis: EmbeddedRedis,
+    data_dir: Path,
+    make_settings: Callable[..., Settings],
+) -> None:
+    """Redis stopped for hours: the same trades happen, /health is degraded, then recovers."""
+    settings = make_settings(symbols=AVAX)
+    rows = aligned_rows(data_dir, AVAX)
+    stop_at, restart_at, end = (DAY + timedelta(minutes=30), DAY + timedelta(hours=4),
+                                DAY + timedelta(hours=5))  # fmt: skip
+    redis = create_redis(f"unix://{private_redis.socket}")
+    seen: dict[str, Any] = {}
+    try:
+        async with Replay(settings, pool, redis, keys, rows, DAY) as rp:
+            await rp.preload(DAY)
+            deps = SimpleNamespace(pool=pool, redis=redis, clock=rp.clock, health=rp.health,
+                                   services=[rp.bot])  # fmt: skip
+
+            async def after(now: datetime, outcomes: dict[str, Outcome]) -> None:
+                assert (await ledger.verify(pool)).ok, now
+                assert all(o.action != "ERROR" for o in outcomes.values()), outcomes
+                if stop_at <= now < restart_at and "down" not in seen:
+                    seen["down"] = (await health_report(deps))[1]
+
+            # The replay calls run_once itself; in the daemon, run() marks the loop running.
+            rp.health.service("bot").running = True
+            await rp.run_until(stop_at, after)
+            assert rp.health.service("bot").degraded_reason is None
+            private_redis.stop()
+            await rp.run_until(restart_at, after)
+            seen["during"] = rp.health.service("bot").degraded_reason
+            private_redis.start()
+            await rp.run_until(end, after)
+            assert rp.health.service("bot").degraded_reason is None
+            status = json.loads(await redis.get(keys.status("KRW-AVAX")) or "{}")
+    finally:
+        await redis.aclose()
+    assert seen["down"]["status"] == "degraded"
+    assert any("bot: redis unavailable" in p for p in seen["down"]["problems"])
+    assert seen["during"]
+    assert "redis" in seen["during"]
+    assert status["timestamp"] >= restart_at.isoformat()  # published again after the return
+    live = await _live_entries(pool)
+    expected = await _backtest_entries(rows, settings, DAY, end)
+    during = [t for t in live if stop_at.timestamp() <= t[1] < restart_at.timestamp()]
+    assert during, live  # trades were made while Redis was down
+    assert live == expected  # and they are the ones made with Redis up all along
+
+
+class GatedAi:
+    """An AI step that answers only when the test opens the gate (a slow model)."""
+
+    inline = False
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.asked: list[EntryCandidate] = []
+
+    async def review(self, candidate: EntryCandidate) -> AiVerdict:
+        self.asked.append(candidate)
+        await self.gate.wait()
+        return AiVerdict(approved=True, reason_code="approved", reasoning="looks fine")
+
+
+async def test_a_slow_ai_review_never_holds_up_the_cycle(
+    pool: asyncpg.Pool,
+    redis: aioredis.Redis,
+    keys: Keys,
+    data_dir: Path,
+    make_settings: Callable[..., Settings],
+) -> None:
+    """The cycle returns while the review waits; the approval then buys on the rules' candle."""
+    symbols = ["KRW-AVAX", "KRW-BTC"]
+    settings = make_settings(symbols=symbols)
+    rows = aligned_rows(data_dir, symbols)
+    start, ai = DAY + timedelta(hours=1, minutes=10), GatedAi()
+    async with Replay(settings, pool, redis, keys, rows, start, ai=ai) as rp:
+        await rp.preload(start)
+        assert rp.bot is not None
+        while not ai.asked:
+            outcomes = await asyncio.wait_for(rp.step(), timeout=60)
+            assert rp.clock.now() < start + timedelta(minutes=15), "no candidate appeared"
+        asked = ai.asked[0]
+        assert outcomes[asked.symbol].reason_code == "ai_pending"
+        assert len(outcomes) == len(symbols)  # every symbol got its decision this cycle
+        assert await pool.fetchval("SELECT count(*) FROM trading_history") == 0
+        task = rp.bot._inflight[asked.symbol]
+        ai.gate.set()
+        await asyncio.wait_for(task, timeout=30)
+    row = await pool.fetchrow("SELECT * FROM trading_history WHERE side = 'BUY'")
+    assert row is not None
+    assert row["idempotency_key"] == ledger.idempotency_key(asked.symbol, asked.candle_ts, "BUY")
+    expected = await _backtest_entries(rows, settings, start, start + timedelta(hours=1))
+    assert (asked.symbol, row["price"]) == (expected[0][0], expected[0][2])  # AI-off fill
+    assert (await ledger.verify(pool)).ok
+
+
+async def test_one_failing_symbol_neither_stops_nor_rolls_back_the_others(
+    pool: asyncpg.Pool,
+    redis: aioredis.Redis,
+    keys: Keys,
+    data_dir: Path,
+    make_settings: Callable[..., Settings],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """KRW-BTC's rule evaluation raises every cycle; KRW-AVAX still trades and publishes."""
+    symbols = ["KRW-AVAX", "KRW-BTC"]
+    settings = make_settings(symbols=symbols)
+    rows = aligned_rows(data_dir, symbols)
+    start = DAY + timedelta(hours=1, minutes=10)
+    real = botmod.evaluate_entry
+
+    def broken(snap: Any, *args: Any, **kwargs: Any) -> Any:
+        if snap.symbol == "KRW-BTC":
+            raise ValueError("corrupt indicator state")
+        return real(snap, *args, **kwargs)
+
+    monkeypatch.setattr(botmod, "evaluate_entry", broken)
+    async with Replay(settings, pool, redis, keys, rows, start) as rp:
+        await rp.preload(start)
+        await rp.run_until(start + timedelta(minutes=12))
+        errors = rp.metrics.symbol_errors.labels(symbol="KRW-BTC")._value.get()
+    assert errors == 12
+    statuses = {s: json.loads(await redis.get(keys.status(s)) or "{}") for s in symbols}
+    assert statuses["KRW-BTC"]["action"] == "ERROR"
+    assert "corrupt indicator state" in statuses["KRW-BTC"]["reason"]
+    assert statuses["KRW-AVAX"]["reason_code"]
+    assert statuses["KRW-AVAX"]["action"] != "ERROR"
+    bought = await pool.fetch("SELECT symbol FROM trading_history WHERE side = 'BUY'")
+    assert [r["symbol"] for r in bought] == ["KRW-AVAX"]
+
+
+async def test_verify_ledger_and_status_commands(
+    pool: asyncpg.Pool,
+    db_dsn: str,
+    redis_url_base: str,
+    make_settings: Callable[..., Settings],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """verify-ledger exits 0 on a sound ledger and 1 with the difference; status lists it."""
+    env = {"COINPILOT_DATABASE_URL": db_dsn, "COINPILOT_REDIS_URL": redis_url_base}
+    settings = make_settings(env=env, symbols=["KRW-BTC"])
+    app, now = settings.app, datetime.now(BASE.tzinfo)
+    await ledger.ensure_account(pool, app.risk.initial_balance_krw)
+    order = ledger.BuyOrder("KRW-BTC", now.replace(second=0, microsecond=0), Decimal(90_000_000),
+                            Decimal(400_000), "BULL", {})  # fmt: skip
+    assert await ledger.buy(pool, order, app, now) is not None
+    args = argparse.Namespace(json=False)
+    assert await asyncio.to_thread(verify_ledger.main, args, settings) == 0
+    assert "ledger ok" in capsys.readouterr().out
+    assert await asyncio.to_thread(status_cmd.main, args, settings) == 0
+    table = capsys.readouterr().out
+    assert "KRW-BTC" in table
+    assert "equity" in table
+    assert "buys 1" in table
+    await pool.execute("UPDATE account_state SET cash = cash + 0.5")
+    assert await asyncio.to_thread(verify_ledger.main, args, settings) == 1
+    assert "difference 0.5" in capsys.readouterr().out
