@@ -23,13 +23,12 @@ import redis.asyncio as aioredis
 from coinpilot.adapters import marketdata as md
 from coinpilot.adapters.cache import Keys
 from coinpilot.adapters.marketdata import CandleRow
-from coinpilot.adapters.upbit import UpbitClient
 from coinpilot.clock import SimulatedClock
 from coinpilot.config import Settings
 from coinpilot.domain.ai_types import AiStep
 from coinpilot.observability import Health, Metrics
 from coinpilot.services.bot import BotService, Outcome
-from coinpilot.services.collector import Collector
+from coinpilot.services.collector import Collector, replay_collector
 from coinpilot.services.jobs import JobContext
 from coinpilot.services.jobs.regime import run_regime_job
 from tests.fakes.upbit import FakeUpbit, start_fake_upbit
@@ -75,12 +74,11 @@ class Replay:
             self.fake.add_rows(list(symbol_rows))
         _, self._runner, url = await start_fake_upbit(self.fake)
         self._http = aiohttp.ClientSession()
-        client = UpbitClient(self._http, url, clock=self.clock, metrics=self.metrics,
-                             requests_per_second=None, max_retries=0)  # fmt: skip
         app = self.settings.app
-        self.collector = Collector(
-            client=client, pool=self.pool, symbols=app.symbols, config=app.collector,
-            clock=self.clock, health=self.health, metrics=self.metrics,
+        # Generous timeout and immediate retries: a busy machine must not drop a minute.
+        self.collector = replay_collector(
+            http=self._http, base_url=url, pool=self.pool, symbols=app.symbols,
+            config=app.collector, clock=self.clock, metrics=self.metrics, health=self.health,
         )  # fmt: skip
         self.bot = BotService(
             settings=self.settings, pool=self.pool, redis=self.redis, keys=self.keys,
