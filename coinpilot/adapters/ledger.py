@@ -17,7 +17,7 @@ basis) and fees = Σ fees of both sides.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any
 
@@ -352,10 +352,15 @@ async def record_rejection(
     app: AppConfig,
     details: dict[str, Any],
 ) -> None:
-    """risk_audit for a refused entry; a halt is persisted in the same transaction."""
+    """risk_audit and an outbox announcement for a refused entry, in one transaction.
+
+    A halt is persisted in the same transaction. A refusal repeats every minute while the
+    rules keep passing, so only its first occurrence per symbol, reason and trading day is
+    announced; every occurrence is audited.
+    """
+    today = risk.trade_date(now, app.tz)
     async with pool.acquire() as conn, conn.transaction():
         if verdict.halt:
-            today = risk.trade_date(now, app.tz)
             halted = await conn.fetchval(
                 """UPDATE daily_risk_state SET is_trading_halted = true, halt_reason = $2,
                        updated_at = $3 WHERE trade_date = $1 AND NOT is_trading_halted
@@ -364,9 +369,14 @@ async def record_rejection(
             )  # fmt: skip
             if not halted:
                 return
-        # Only halts are announced; a routine refusal is audited but not pushed to Discord.
+        day_start = datetime.combine(today, time.min, tzinfo=app.tz)
+        repeat = await conn.fetchval(
+            """SELECT 1 FROM risk_audit WHERE ts >= $1 AND symbol = $2
+                   AND violation_type = $3 LIMIT 1""",
+            day_start, symbol, verdict.reason_code,
+        )  # fmt: skip
         await _audit(conn, verdict.reason_code, symbol, now, None, details, verdict.text,
-                     notify=verdict.halt)  # fmt: skip
+                     notify=verdict.halt or not repeat)  # fmt: skip
 
 
 async def raise_hwm(pool: asyncpg.Pool, symbol: str, hwm: Decimal, now: datetime) -> bool:

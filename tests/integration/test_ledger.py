@@ -153,3 +153,31 @@ async def test_verify_reports_a_tampered_ledger(pool: asyncpg.Pool, settings: Se
     check = await ledger.verify(pool)
     assert not check.ok
     assert check.difference == 1
+
+
+async def test_refusals_are_audited_every_time_and_announced_once_a_day(
+    pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """Each refusal is audited; the outbox gets the first per symbol, reason and KST day."""
+    from coinpilot.domain.risk import RiskVerdict
+
+    app = settings.app
+    await ledger.load_state(pool, app, T0, {})
+    full = RiskVerdict(False, "max_concurrent_positions", "max concurrent positions (3) reached")
+    halt = RiskVerdict(False, "daily_loss_limit", "daily loss limit reached", halt=True)
+    next_kst_day = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)  # 00:00 on 3 March in Seoul
+    for when, sym, verdict in [
+        (T0, "KRW-BTC", full), (T0 + timedelta(minutes=1), "KRW-BTC", full),
+        (T0 + timedelta(minutes=1), "KRW-ETH", full), (next_kst_day, "KRW-BTC", full),
+        (T0 + timedelta(minutes=2), "KRW-BTC", halt), (T0 + timedelta(minutes=3), "KRW-ETH", halt),
+    ]:  # fmt: skip
+        await ledger.record_rejection(pool, sym, verdict, when, app, {})
+    audited = await pool.fetch("SELECT violation_type, symbol FROM risk_audit ORDER BY id")
+    assert len(audited) == 5  # the second halt of the day finds the day already halted
+    sent = await pool.fetch("SELECT payload FROM outbox WHERE kind = 'risk' ORDER BY id")
+    assert [(p["payload"]["type"], p["payload"]["symbol"]) for p in sent] == [
+        ("max_concurrent_positions", "KRW-BTC"), ("max_concurrent_positions", "KRW-ETH"),
+        ("max_concurrent_positions", "KRW-BTC"), ("daily_loss_limit", "KRW-BTC"),
+    ]  # fmt: skip
+    day = await pool.fetchrow("SELECT * FROM daily_risk_state WHERE trade_date = '2026-03-02'")
+    assert day["is_trading_halted"]
