@@ -53,8 +53,8 @@ async def test_replay_trades_in_both_trends_within_limits(
 
     async with Replay(settings, pool, redis, keys, rows, start) as rp:
         await rp.preload(start)
-        cycles = await rp.run_until(start + timedelta(hours=24), after)
-    assert cycles == 24 * 60
+        cycles = await rp.run_until(start + timedelta(hours=6), after)
+    assert cycles == 6 * 60
     buys = await pool.fetch(
         "SELECT symbol, count(*) AS n FROM trading_history WHERE side = 'BUY' GROUP BY symbol"
     )
@@ -92,7 +92,7 @@ async def test_tight_limits_bind_and_are_never_exceeded(
 
     async with Replay(settings, pool, redis, keys, rows, start) as rp:
         await rp.preload(start)
-        await rp.run_until(start + timedelta(hours=12), after)
+        await rp.run_until(start + timedelta(hours=6), after)
     per_day = await pool.fetch(
         """SELECT (executed_at AT TIME ZONE 'Asia/Seoul')::date AS d, count(*) AS n
            FROM trading_history WHERE side = 'BUY' GROUP BY 1"""
