@@ -15,6 +15,7 @@ from typing import Any
 
 import asyncpg
 import numpy as np
+import pytest
 
 from coinpilot.adapters.csvdata import read_csv, to_candles
 from coinpilot.backtest.engine import run_backtest
@@ -57,6 +58,8 @@ def _closed_by(c: Candles, end: datetime) -> Candles:
     return c.slice(0, int(np.searchsorted(c.ts, last_cycle_minute - 60, side="right")))
 
 
+# Three days are 4,320 live cycles (collector, database, bot): minutes, not seconds.
+@pytest.mark.timeout(900)
 async def test_replay_and_backtest_make_the_same_trades(
     data_dir: Path, make_settings: Any, pool: asyncpg.Pool, redis: Any, keys: Any
 ) -> None:
