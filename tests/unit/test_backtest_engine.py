@@ -57,6 +57,24 @@ def test_engine_equals_naive_minute_loop(data_dir: Path, app: AppConfig) -> None
     assert got == expected
 
 
+def test_engine_equals_naive_loop_with_two_symbols_competing(
+    data_dir: Path, app: AppConfig
+) -> None:
+    """With room for one position, two symbols compete; both loops pick the same trades."""
+    c = _load(data_dir, UPBIT)
+    a = c.slice(1200, 2400)
+    b = shifted(c.slice(1237, 2437), "KRW-B", -37 * 60)  # other minutes, same clock
+    one = app.model_copy(
+        update={"risk": app.risk.model_copy(update={"max_concurrent_positions": 1})}
+    )
+    candles = {"KRW-BTC": a, "KRW-B": b}
+    expected = reference_trades(candles, one, "SIDEWAYS")
+    result = _run(candles, one, fixed_regime="SIDEWAYS")
+    assert {t.symbol for t in expected} == {"KRW-BTC", "KRW-B"}
+    assert result.funnel.get("risk:max_concurrent_positions", 0) > 0
+    assert result.trades == expected
+
+
 def test_regime_per_tick_is_the_jobs_classification(data_dir: Path, app: AppConfig) -> None:
     """At every hour the vectorised regime equals regime_from_closes on the job's window."""
     c = _load(data_dir, AVAX, "KRW-AVAX")
