@@ -79,9 +79,12 @@ class Inputs:
     regimes: dict[str, str]
     high_vol: dict[str, bool]
     snapshots: dict[str, IndicatorSnapshot]
+    mark_prices: dict[str, float] | None = None  # instead of the candles' newest closes
 
     @property
     def marks(self) -> dict[str, float]:
+        if self.mark_prices is not None:
+            return self.mark_prices
         return {s: float(c.close[-1]) for s, c in self.candles.items() if len(c)}
 
 
@@ -116,6 +119,7 @@ class BotService(PeriodicService):
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._ledger_lock = asyncio.Lock()
         self.last_outcomes: dict[str, Outcome] = {}
+        self._marks: dict[str, float] = {}  # the last cycle's prices, for late AI verdicts
 
     @property
     def ai_is_inline(self) -> bool:
@@ -198,6 +202,7 @@ class BotService(PeriodicService):
 
     async def run_once(self) -> dict[str, Outcome]:
         inputs = await self.load_inputs()
+        self._marks = inputs.marks
         state = await ledger.load_state(self.pool, self.app, inputs.now, inputs.marks)
         outcomes: dict[str, Outcome] = {}
         for sym in [s for s in self.symbols if s in state.positions]:
@@ -385,9 +390,9 @@ class BotService(PeriodicService):
                 log.warning("ai_verdict_too_late", symbol=c.symbol)
                 return
             async with self._ledger_lock:
-                marks = {c.symbol: c.price}
+                marks = {**self._marks, c.symbol: c.price}
                 state = await ledger.load_state(self.pool, self.app, now, marks)
-                inputs = Inputs(now, {}, {c.symbol: c.regime}, {}, {})
+                inputs = Inputs(now, {}, {c.symbol: c.regime}, {}, {}, mark_prices=marks)
                 sized = await self._risk_and_size(c.symbol, c.regime, inputs, state)
             if isinstance(sized, Outcome):
                 return
