@@ -231,8 +231,8 @@ async def _count_day(
 ) -> None:
     today = risk.trade_date(now, app.tz)
     column = "buy_count" if side == "BUY" else "sell_count"
-    # The row normally exists (load_state creates it); a fill right after midnight creates it
-    # with the cash as opening equity, corrected by the next load_state of the day.
+    # Every bot path calls load_state first, which creates the row with the day's opening
+    # equity; this insert only keeps a direct caller (tests, tools) from losing the count.
     await conn.execute(
         """INSERT INTO daily_risk_state (trade_date, opening_equity)
             SELECT $1, cash FROM account_state WHERE id = 1
