@@ -127,7 +127,8 @@ def markers(items: list[dict[str, Any]], tz: ZoneInfo) -> str:
         ]
         for t in items
     ]
-    return table(("Candle", "Side", "Price", "Exit reason"), rows, "No fills in this window.")
+    heads = ("Candle", "Side", "Price", "Exit reason")
+    return table(heads, rows, "No fills in this window.", "fills")
 
 
 def trades(items: list[dict[str, Any]], tz: ZoneInfo) -> str:
@@ -157,7 +158,9 @@ def decisions(items: list[dict[str, Any]], tz: ZoneInfo) -> str:
     rows = []
     for d in items:
         tone = "up" if d["decision"] == "CONFIRM" else "down"
-        reasoning = esc(d["reasoning"] or "")
+        raw = d["reasoning"] or ""
+        # Cut before escaping so an entity such as &amp; is never split.
+        summary, reasoning = esc(raw[:80]) or "—", esc(raw)
         rows.append(
             [
                 esc(when(d["created_at"], tz)),
@@ -165,7 +168,7 @@ def decisions(items: list[dict[str, Any]], tz: ZoneInfo) -> str:
                 f'<span class="{tone}">{esc(d["decision"])}</span>',
                 esc(d["reason_code"] or ""),
                 esc(d["confidence"] if d["confidence"] is not None else "—"),
-                f"<details><summary>{reasoning[:80] or '—'}</summary><p>{reasoning}</p></details>",
+                f"<details><summary>{summary}</summary><p>{reasoning}</p></details>",
                 esc(d["model_used"] or "—"),
                 esc(f"${d['cost_usd']:.4f}" if d["cost_usd"] is not None else "—"),
                 esc(f"{d['latency_ms']} ms" if d["latency_ms"] is not None else "—"),

@@ -1,21 +1,30 @@
-"""The dashboard in headless Chromium: every page loads clean, shows the data, draws the chart."""
+"""The dashboard in headless Chromium on replayed data: every page loads clean and shows it.
+
+One replay per module (it takes a while): four hours of real minutes through the live path
+with the AI step on the local Anthropic fake. The tests then read what the replay wrote and
+check the pages show exactly that.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
 import pytest
-import redis.asyncio as aioredis
+import pytest_asyncio
 
-from coinpilot.adapters.cache import Keys
-from coinpilot.config import Settings
-from tests.browser.cdp import Browser, Page, launch
-from tests.integration.dashboard_data import seed_book, start_dashboard
+from coinpilot.adapters import db as dbmod
+from coinpilot.adapters.cache import Keys, create_redis
+from coinpilot.app import Deps
+from tests.browser.cdp import Page, launch
+from tests.browser.replay_seed import CONFIRM_TEXT, REJECT_TEXT, Replayed, replay_into
+from tests.conftest import _with_db
+from tests.integration.dashboard_data import start_dashboard
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "test-output" / "dashboard"
@@ -35,6 +44,7 @@ PIXELS_JS = """
   return {painted, green, red, total: d.length / 4, candles: c.dataset.candles};
 })()
 """
+ROWS_JS = "document.querySelectorAll('table.%s tbody tr').length"
 
 
 @dataclass
@@ -42,129 +52,183 @@ class Site:
     url: str
     page: Page
     pool: asyncpg.Pool
+    data: Replayed
+
+    @property
+    def traded(self) -> str:
+        """The symbol with the most fills in the replay."""
+        counts: dict[str, int] = {}
+        for t in self.data.trades:
+            counts[t["symbol"]] = counts.get(t["symbol"], 0) + 1
+        return max(counts, key=lambda s: counts[s])
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def site(
     chromium: str,
-    tmp_path: Path,
-    pool: asyncpg.Pool,
-    redis: aioredis.Redis,
-    keys: Keys,
+    pg_admin_dsn: str,
+    pg_template: str,
+    redis_url_base: str,
     data_dir: Path,
-    make_settings: Callable[..., Settings],
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[Site]:
-    """A token-protected dashboard on seeded data, and a browser that has logged in."""
-    seeded = await seed_book(pool, redis, keys, data_dir)
-    settings = make_settings(
-        env={"COINPILOT_DASHBOARD_TOKEN": TOKEN}, symbols=["KRW-BTC", "KRW-ETH"]
-    )
-    deps, runner, url = await start_dashboard(settings, pool, redis, keys, seeded)
-    browser: Browser = await launch(chromium, tmp_path / "profile")
+    """Replay into a fresh database, serve the dashboard with a token, log a browser in."""
+    tmp = tmp_path_factory.mktemp("dashboard-browser")
+    name = f"cp_b_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(pg_admin_dsn)
+    await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
+    await admin.close()
+    pool = await dbmod.create_pool(_with_db(pg_admin_dsn, name), min_size=1, max_size=8)
+    redis = create_redis(redis_url_base)
+    keys = Keys(prefix=f"b{uuid.uuid4().hex[:10]}:")
+    deps: Deps | None = None
+    runner = browser = None
     try:
+        settings, data = await replay_into(pool, redis, keys, data_dir, tmp, TOKEN)
+        assert data.trades, "the replay made no trades: nothing to show"
+        assert data.decisions, "the replay made no AI decisions: nothing to show"
+        deps, runner, url = await start_dashboard(settings, pool, redis, keys, data.now)
+        browser = await launch(chromium, tmp / "profile")
         page = await browser.new_page()
         await page.viewport(1280, 900)
         await page.goto(f"{url}/login?token={TOKEN}")
-        yield Site(url, page, pool)
+        yield Site(url, page, pool, data)
     finally:
-        await browser.close()
-        await runner.cleanup()
-        await deps.http.close()
+        if browser is not None:
+            await browser.close()
+        if runner is not None:
+            await runner.cleanup()
+        if deps is not None:
+            await deps.http.close()
+        async for key in redis.scan_iter(match=f"{keys.prefix}*", count=500):
+            await redis.delete(key)
+        await redis.aclose()
+        await pool.close()
+        admin = await asyncpg.connect(pg_admin_dsn)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@pytest.fixture
+def page(site: Site) -> Page:
+    """The logged-in page, with this test's console errors only."""
+    site.page.errors.clear()
+    return site.page
 
 
 async def _text(page: Page) -> str:
     return str(await page.eval("document.body.innerText"))
 
 
-async def test_every_page_loads_clean_and_shows_the_data(site: Site) -> None:
-    """Each page loads without console errors and shows the seeded trades, decisions and rows."""
-    page = site.page
-    expectations = {
-        "/": ["Equity (KRW)", "KRW-BTC", "HOLD (POS)", "holding position"],
-        "/market?symbol=KRW-BTC": ["Market · KRW-BTC", "BUY", "BEAR"],
-        "/history": ["TAKE_PROFIT", "LOW_CONFIDENCE", "claude-test-model", "KRW-ETH"],
-        "/risk": ["BUY fills today", "MAX_POSITIONS", "three positions already open"],
-        "/system": ["regime", "too few candles", "HTTP 500 from webhook", "Calls today"],
-    }
-    for path, needles in expectations.items():
+async def _desktop(page: Page) -> None:
+    await page.viewport(1280, 900)
+
+
+async def test_every_page_loads_clean_and_shows_the_replay(site: Site, page: Page) -> None:
+    """Each page loads without console errors and shows the replay's fills and AI decisions."""
+    await _desktop(page)
+    sym = site.traded
+    await page.goto(site.url + "/")
+    assert "Equity (KRW)" in await _text(page)
+    await page.screenshot(SHOTS / "overview.png")
+    await page.goto(f"{site.url}/market?symbol={sym}")
+    assert await page.eval(ROWS_JS % "fills") == sum(t["symbol"] == sym for t in site.data.trades)
+    await page.screenshot(SHOTS / "market.png")
+    await page.goto(site.url + "/history")
+    assert await page.eval(ROWS_JS % "trades") == min(50, len(site.data.trades))
+    assert await page.eval(ROWS_JS % "decisions") == min(50, len(site.data.decisions))
+    text = await _text(page)
+    verdicts = {d["decision"] for d in site.data.decisions}
+    assert all(v in text for v in verdicts)
+    assert CONFIRM_TEXT[:40] in text or REJECT_TEXT[:40] in text
+    await page.screenshot(SHOTS / "history.png")
+    for path, needle in (("/risk", "BUY fills today"), ("/system", "Calls today")):
         await page.goto(site.url + path)
-        text = await _text(page)
-        for needle in needles:
-            assert needle in text, (path, needle)
-        name = path.strip("/").split("?")[0] or "overview"
-        await page.screenshot(SHOTS / f"{name}.png")
-    assert await page.eval("window.__pwned === undefined")
+        assert needle in await _text(page)
+        await page.screenshot(SHOTS / f"{path.strip('/')}.png")
     assert page.errors == []
 
 
-async def test_chart_renders_candles_bands_and_markers(site: Site) -> None:
-    """The Market canvas is painted: 240 candles, with green and red pixels (candles, markers)."""
-    page = site.page
-    for interval, candles in (("1m", "240"), ("1h", None)):
-        await page.goto(f"{site.url}/market?symbol=KRW-BTC&interval={interval}")
+async def test_chart_renders_candles_bands_and_markers(site: Site, page: Page) -> None:
+    """The Market canvas is painted with 240 one-minute candles in both directions, and hourly."""
+    await _desktop(page)
+    for interval in ("1m", "1h"):
+        await page.goto(f"{site.url}/market?symbol={site.traded}&interval={interval}")
         px = await page.eval(PIXELS_JS)
         assert px["painted"] > px["total"] * 0.05, px
         assert px["green"] > 50, px
         assert px["red"] > 50, px
-        if candles:
-            assert px["candles"] == candles
+        if interval == "1m":
+            assert px["candles"] == "240"
     await page.screenshot(SHOTS / "market-1h.png")
     assert page.errors == []
 
 
-async def test_history_filter_narrows_to_one_symbol(site: Site) -> None:
-    """Choosing KRW-ETH in the History filter reloads with only KRW-ETH trades and decisions."""
-    page = site.page
+async def test_history_filter_narrows_to_one_symbol(site: Site, page: Page) -> None:
+    """Choosing a symbol in the History filter reloads with only that symbol's rows."""
+    await _desktop(page)
+    sym = site.traded
     await page.goto(site.url + "/history")
-    before = await page.eval("document.querySelectorAll('table.trades tbody tr').length")
-    assert before == 3
-    await page.eval("document.getElementById('f-symbol').value = 'KRW-ETH'")
+    await page.eval(f"document.getElementById('f-symbol').value = '{sym}'")
     await page.click_and_wait("#f-apply")
-    assert "symbol=KRW-ETH" in await page.eval("location.search")
-    symbols = await page.eval(
+    assert f"symbol={sym}" in await page.eval("location.search")
+    shown = await page.eval(
         "[...document.querySelectorAll('table.trades td[data-label=Symbol],"
         " table.decisions td[data-label=Symbol]')].map(td => td.textContent)"
     )
-    assert symbols == ["KRW-ETH", "KRW-ETH", "KRW-ETH"]
+    expected = await site.pool.fetchval(
+        "SELECT (SELECT count(*) FROM trading_history WHERE symbol = $1)"
+        " + (SELECT count(*) FROM agent_decisions WHERE symbol = $1)",
+        sym,
+    )
+    assert shown == [sym] * expected
     await page.screenshot(SHOTS / "history-filtered.png")
     assert page.errors == []
 
 
-async def test_phone_layout_has_no_horizontal_overflow(site: Site) -> None:
+async def test_phone_layout_has_no_horizontal_overflow(site: Site, page: Page) -> None:
     """At phone width the pages fit the screen (tables stack) and the chart still draws."""
-    page = site.page
     await page.viewport(390, 844, mobile=True)
-    for path in ("/", "/market?symbol=KRW-BTC", "/history"):
-        await page.goto(site.url + path)
-        overflow = await page.eval(
-            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
-        )
-        assert overflow <= 1, (path, overflow)
-        name = path.strip("/").split("?")[0] or "overview"
-        await page.screenshot(SHOTS / f"phone-{name}.png")
-        if name == "market":
-            px = await page.eval(PIXELS_JS)
-            assert px["painted"] > px["total"] * 0.05, px
+    try:
+        for path in ("/", f"/market?symbol={site.traded}", "/history"):
+            await page.goto(site.url + path)
+            overflow = await page.eval(
+                "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+            )
+            assert overflow <= 1, (path, overflow)
+            name = path.strip("/").split("?")[0] or "overview"
+            await page.screenshot(SHOTS / f"phone-{name}.png")
+            if name == "market":
+                px = await page.eval(PIXELS_JS)
+                assert px["painted"] > px["total"] * 0.05, px
+    finally:
+        await _desktop(page)
     assert page.errors == []
 
 
-async def test_auto_refresh_swaps_in_new_rows_without_reloading(site: Site) -> None:
+async def test_auto_refresh_swaps_in_new_rows_without_reloading(site: Site, page: Page) -> None:
     """A refresh fetches the page again and shows a fill written since, keeping the filter."""
-    page = site.page
-    await page.goto(site.url + "/history?symbol=KRW-BTC")
+    await _desktop(page)
+    await page.goto(site.url + "/history?symbol=KRW-XRP")
     await page.eval("window.__same_document = true")
-    assert await page.eval("document.querySelectorAll('table.trades tbody tr').length") == 1
+    assert await page.eval(ROWS_JS % "trades") == 0
     await site.pool.execute(
         "INSERT INTO trading_history (idempotency_key, symbol, side, price, quantity, notional,"
-        " realized_pnl, strategy_name, exit_reason, candle_ts, executed_at)"
-        " SELECT 'KRW-BTC|sell', 'KRW-BTC', 'SELL', 11250000, 0.04, 450000, 10000,"
-        " 'AdaptiveMeanReversion', 'TRAILING_STOP', max(ts), max(ts) FROM market_data"
+        " strategy_name, exit_reason, candle_ts, executed_at)"
+        " VALUES ('refresh-test', 'KRW-XRP', 'SELL', 800, 10, 8000, 'AdaptiveMeanReversion',"
+        " 'TRAILING_STOP', $1, $1)",
+        site.data.now,
     )
-    await page.eval("window.CoinPilotDashboard.refresh()")
-    assert await page.eval("window.__same_document") is True
-    assert await page.eval("document.querySelectorAll('table.trades tbody tr').length") == 2
-    assert "TRAILING_STOP" in await _text(page)
-    await page.goto(site.url + "/market?symbol=KRW-BTC")
+    try:
+        await page.eval("window.CoinPilotDashboard.refresh()")
+        assert await page.eval("window.__same_document") is True
+        assert await page.eval(ROWS_JS % "trades") == 1
+        assert "TRAILING_STOP" in await _text(page)
+    finally:
+        await site.pool.execute(
+            "DELETE FROM trading_history WHERE idempotency_key = 'refresh-test'"
+        )
+    await page.goto(f"{site.url}/market?symbol={site.traded}")
     await page.eval("window.CoinPilotDashboard.refresh()")
     px = await page.eval(PIXELS_JS)
     assert px["painted"] > px["total"] * 0.05, px

@@ -162,15 +162,18 @@ async def _redis(redis: aioredis.Redis, keys: Keys, price: Decimal, now: datetim
 
 
 async def start_dashboard(
-    settings: Settings, pool: asyncpg.Pool, redis: aioredis.Redis, keys: Keys, seeded: Seeded
+    settings: Settings, pool: asyncpg.Pool, redis: aioredis.Redis, keys: Keys, now: datetime
 ) -> tuple[Deps, web.AppRunner, str]:
-    """The daemon's HTTP server with the dashboard installed, on a free loopback port."""
+    """The daemon's HTTP server with the dashboard installed, on a free loopback port.
+
+    The clock is fixed at ``now`` (the data's time), so candle ages and "today" match it.
+    """
     deps = Deps(
         settings=settings,
         pool=pool,
         redis=redis,
         http=aiohttp.ClientSession(),
-        clock=SimulatedClock(seeded.now),
+        clock=SimulatedClock(now),
         keys=keys,
     )
     runner, port = await start_http(deps, "127.0.0.1", 0, [install(deps)])

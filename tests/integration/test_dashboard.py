@@ -51,7 +51,7 @@ async def dash(
 ) -> AsyncIterator[Dashboard]:
     seeded = await seed_book(pool, redis, keys, data_dir)
     settings = make_settings(symbols=["KRW-BTC", "KRW-ETH"])
-    deps, runner, url = await start_dashboard(settings, pool, redis, keys, seeded)
+    deps, runner, url = await start_dashboard(settings, pool, redis, keys, seeded.now)
     async with aiohttp.ClientSession() as session:
         yield Dashboard(url, deps, seeded, session)
     await runner.cleanup()
@@ -197,7 +197,7 @@ async def test_token_guards_pages_but_not_health_or_metrics(
     """With a token, pages and API need it (header or login cookie); /health and /metrics do not."""
     seeded = await seed_book(pool, redis, keys, data_dir)
     settings = make_settings(env={"COINPILOT_DASHBOARD_TOKEN": TOKEN}, symbols=["KRW-BTC"])
-    deps, runner, url = await start_dashboard(settings, pool, redis, keys, seeded)
+    deps, runner, url = await start_dashboard(settings, pool, redis, keys, seeded.now)
     try:
         async with aiohttp.ClientSession() as anon:
             for path in ("/", "/api/overview", "/system"):
@@ -331,7 +331,7 @@ async def test_pages_survive_redis_down(
     """With Redis unreachable, pages still render from PostgreSQL, say so, and count the error."""
     seeded = await seed_book(pool, redis, keys, data_dir)
     dead = create_redis("redis://127.0.0.1:9/0")
-    deps, runner, url = await start_dashboard(make_settings(), pool, dead, keys, seeded)
+    deps, runner, url = await start_dashboard(make_settings(), pool, dead, keys, seeded.now)
     try:
         async with aiohttp.ClientSession() as http:
             async with http.get(url + "/") as resp:
@@ -363,9 +363,8 @@ async def test_database_down_gives_503_but_system_page_still_renders(
 
     lost = await dbmod.create_pool(db_dsn, min_size=1, max_size=2)
     await lost.close()
-    t = datetime(2024, 1, 1, tzinfo=UTC)
-    seeded = Seeded(last_candle=t, last_close=Decimal(1), now=t, buy_ts=t, sell_ts=t)
-    deps, runner, url = await start_dashboard(make_settings(), lost, redis, keys, seeded)
+    now = datetime(2024, 1, 1, tzinfo=UTC)
+    deps, runner, url = await start_dashboard(make_settings(), lost, redis, keys, now)
     try:
         async with aiohttp.ClientSession() as http:
             async with http.get(url + "/api/trades") as resp:
