@@ -199,7 +199,7 @@ def usage(items: dict[str, dict[str, Any]]) -> str:
             else "—"
         )
         rows.append([esc(label), fmt(u["used"]), fmt(u["limit"]), bar])
-    return table(("Limit", "Used", "Limit", "Usage"), rows, "", "usage")
+    return table(("Rule", "Used", "Limit", "Usage"), rows, "", "usage")
 
 
 def audit(items: list[dict[str, Any]], tz: ZoneInfo) -> str:
