@@ -143,6 +143,14 @@ class BotService(PeriodicService):
             difference=str(check.difference),
         )
 
+    async def _check_ledger(self) -> None:
+        """The invariant after every fill, for the ledger alert (a few sums, fills are rare)."""
+        check = await ledger.verify(self.pool)
+        self.metrics.ledger_violation.set(0 if check.ok else 1)
+        if not check.ok:
+            log.error("ledger_invariant_violated", difference=str(check.difference),
+                      history_ok=check.history_ok)  # fmt: skip
+
     # -- inputs ------------------------------------------------------------------------
 
     def _redis_failed(self, exc: BaseException) -> None:
@@ -255,6 +263,7 @@ class BotService(PeriodicService):
                 decision.new_hwm, self.app, inputs.now, {**info, "exit_reason": reason},
             )  # fmt: skip
             if sold is not None:
+                await self._check_ledger()
                 self.metrics.trades.labels(side="SELL").inc()
                 self.metrics.exits.labels(reason=reason).inc()
                 with contextlib.suppress(*REDIS_ERRORS):
@@ -363,6 +372,7 @@ class BotService(PeriodicService):
             return Outcome(c.symbol, "SKIP", "already_executed",
                            "this candle's entry was already executed", c.regime, c.price,
                            c.candle_ts, info)  # fmt: skip
+        await self._check_ledger()
         self.metrics.trades.labels(side="BUY").inc()
         with contextlib.suppress(*REDIS_ERRORS):
             await self.redis.set(self.keys.hwm(c.symbol), str(fill.price))

@@ -240,3 +240,25 @@ async def test_verify_ledger_and_status_commands(
     await pool.execute("UPDATE account_state SET cash = cash + 0.5")
     assert await asyncio.to_thread(verify_ledger.main, args, settings) == 1
     assert "difference 0.5" in capsys.readouterr().out
+
+
+async def test_a_fill_on_a_tampered_ledger_raises_the_violation_gauge(
+    pool: asyncpg.Pool,
+    redis: aioredis.Redis,
+    keys: Keys,
+    data_dir: Path,
+    make_settings: Callable[..., Settings],
+) -> None:
+    """The invariant is re-checked after each fill, so a hand-edited balance is flagged."""
+    settings = make_settings(symbols=AVAX)
+    rows = aligned_rows(data_dir, AVAX)
+    start = DAY + timedelta(hours=1, minutes=10)
+    async with Replay(settings, pool, redis, keys, rows, start) as rp:
+        await rp.preload(start)
+        assert rp.metrics.ledger_violation._value.get() == 0
+        await pool.execute("UPDATE account_state SET cash = cash + 1")
+        await rp.run_until(start + timedelta(minutes=5))
+        assert rp.metrics.ledger_violation._value.get() == 0  # no fill yet, no check
+        await rp.run_until(start + timedelta(minutes=10))
+        assert await pool.fetchval("SELECT count(*) FROM trading_history") == 1
+        assert rp.metrics.ledger_violation._value.get() == 1
