@@ -262,3 +262,34 @@ async def test_a_fill_on_a_tampered_ledger_raises_the_violation_gauge(
         await rp.run_until(start + timedelta(minutes=10))
         assert await pool.fetchval("SELECT count(*) FROM trading_history") == 1
         assert rp.metrics.ledger_violation._value.get() == 1
+
+
+async def test_high_volatility_halves_the_order_instead_of_blocking(
+    pool: asyncpg.Pool,
+    redis: aioredis.Redis,
+    keys: Keys,
+    data_dir: Path,
+    make_settings: Callable[..., Settings],
+) -> None:
+    """With the volatility job's flag set, the entry is sized at half the position cap."""
+    from coinpilot.domain.fills import buy_fill
+    from coinpilot.domain.sizing import order_amount
+
+    settings = make_settings(symbols=AVAX)
+    app, rows = settings.app, aligned_rows(data_dir, AVAX)
+    start = DAY + timedelta(hours=1, minutes=10)
+    flag = {"volatility_pct": 4.2, "is_high": True, "computed_at": start.isoformat()}
+    await redis.set(keys.volatility("KRW-AVAX"), json.dumps(flag))
+    async with Replay(settings, pool, redis, keys, rows, start) as rp:
+        await rp.preload(start)
+        await rp.run_until(start + timedelta(minutes=10))
+    row = await pool.fetchrow("SELECT * FROM trading_history WHERE side = 'BUY'")
+    assert row is not None
+    initial = app.risk.initial_balance_krw
+    amount = order_amount(equity=initial, cash=initial, exposure=Decimal(0),
+                          regime_ratio=app.regimes[row["regime"]].position_size_ratio,
+                          vol_factor=0.5, limits=app.risk)  # fmt: skip
+    close = row["price"] / (1 + app.fills.slippage)
+    expected = buy_fill(close, amount, app.fills)
+    assert expected is not None
+    assert row["quantity"] == expected.quantity
