@@ -8,6 +8,7 @@ The local servers on 127.0.0.1 are used when reachable; otherwise the same embed
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import tempfile
@@ -101,38 +102,40 @@ def pg_template(pg_admin_dsn: str) -> Iterator[str]:
     asyncio.run(drop())
 
 
+@contextlib.asynccontextmanager
+async def fresh_database(
+    admin_dsn: str, prefix: str, template: str | None = None
+) -> AsyncIterator[str]:
+    """Create a uniquely named database (optionally cloned from ``template``), then drop it."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    clone = f' TEMPLATE "{template}"' if template else ""
+    admin = await asyncpg.connect(admin_dsn)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"{clone}')
+    finally:
+        await admin.close()
+    try:
+        yield _with_db(admin_dsn, name)
+    finally:
+        admin = await asyncpg.connect(admin_dsn)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
 @pytest.fixture
 async def db_dsn(pg_admin_dsn: str, pg_template: str) -> AsyncIterator[str]:
     """A fresh, fully migrated database for this test."""
-    name = f"cp_t_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(pg_admin_dsn)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
-    finally:
-        await admin.close()
-    yield _with_db(pg_admin_dsn, name)
-    admin = await asyncpg.connect(pg_admin_dsn)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    async with fresh_database(pg_admin_dsn, "cp_t", pg_template) as dsn:
+        yield dsn
 
 
 @pytest.fixture
 async def empty_db_dsn(pg_admin_dsn: str) -> AsyncIterator[str]:
     """A fresh database with no schema at all (for migration tests)."""
-    name = f"cp_e_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(pg_admin_dsn)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    yield _with_db(pg_admin_dsn, name)
-    admin = await asyncpg.connect(pg_admin_dsn)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    async with fresh_database(pg_admin_dsn, "cp_e") as dsn:
+        yield dsn
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import pytest
 
 from coinpilot.adapters import ledger
 from coinpilot.config import Settings
-from tests.conftest import ROOT
+from tests.conftest import ROOT, fresh_database
 
 pytestmark = pytest.mark.slow
 KILLS = int(os.environ.get("COINPILOT_CRASH_POINTS", "20"))
@@ -26,16 +26,8 @@ HOURS = 6.0
 
 @pytest.fixture
 async def second_db(pg_admin_dsn: str, pg_template: str) -> AsyncIterator[str]:
-    from tests.conftest import _with_db
-
-    name = f"cp_t_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(pg_admin_dsn)
-    await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
-    await admin.close()
-    yield _with_db(pg_admin_dsn, name)
-    admin = await asyncpg.connect(pg_admin_dsn)
-    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await admin.close()
+    async with fresh_database(pg_admin_dsn, "cp_t", pg_template) as dsn:
+        yield dsn
 
 
 def _args(dsn: str, redis_url: str, prefix: str, data: Path, settings: Settings) -> list[str]:
