@@ -20,6 +20,10 @@ log = structlog.get_logger(__name__)
 
 
 class ReplayStep:
+    # Answers come from the database at once, so the bot may act on them in the same cycle
+    # (replays and audits then reproduce the original run's timing).
+    inline = True
+
     def __init__(self, *, settings: Settings, pool: asyncpg.Pool, metrics: Metrics) -> None:
         self.settings, self.pool, self.metrics = settings, pool, metrics
 
