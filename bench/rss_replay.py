@@ -78,6 +78,18 @@ def _rows(symbols: int) -> tuple[dict[str, list[Any]], Any]:
     return out, start
 
 
+def _peak_kb() -> int:
+    """Peak RSS of this process image. ru_maxrss survives exec, so a child forked from a
+    big parent would report the parent's size; VmHWM starts afresh with the new image."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 async def _main(symbols: int) -> dict[str, Any]:
     stack: list[Any] = []
     admin, redis_url = _servers(stack)
@@ -115,7 +127,7 @@ async def _main(symbols: int) -> dict[str, Any]:
         await conn.close()
         for server in stack:
             server.stop()
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak_kb = _peak_kb()
     return {"symbols": symbols, "peak_rss_mb": round(peak_kb / 1024, 1), "trades": trades,
             "seconds": round(elapsed, 1)}  # fmt: skip
 
