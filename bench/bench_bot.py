@@ -4,7 +4,9 @@
 A cycle here is what the daemon does each minute: the closed-window query, regime and
 volatility reads, the batched indicator pass, the ledger state, exits for open positions,
 entries → risk → sizing, and the status publication. Three symbols hold positions so the
-exit path runs too.
+exit path runs too. Each timed cycle sees one new closed minute per symbol, as in steady
+operation: the bot tops up its in-memory windows instead of re-reading them (the full
+200 × 200 read is `marketdata`'s "closed window" figure).
 """
 
 from __future__ import annotations

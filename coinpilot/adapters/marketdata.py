@@ -125,6 +125,16 @@ CROSS JOIN LATERAL (
 ) c
 """
 
+# Everything newer than a per-symbol cursor: the bot's incremental read of its windows.
+_CLOSED_SINCE_MANY = f"""
+SELECT s.symbol, c.* FROM unnest($1::text[], $2::timestamptz[]) AS s(symbol, since)
+CROSS JOIN LATERAL (
+    SELECT {_SELECT_COLS} FROM market_data m
+    WHERE m.symbol = s.symbol AND m.interval = '{INTERVAL}' AND m.ts > s.since AND m.ts <= $3
+    ORDER BY m.ts
+) c
+"""
+
 _RANGE = f"""
 SELECT {_SELECT_COLS} FROM market_data
 WHERE symbol = $1 AND interval = '{INTERVAL}' AND ts >= $2 AND ts < $3
@@ -166,6 +176,20 @@ async def load_closed_candles(
     for rec in records:
         grouped[rec["symbol"]].append(rec)
     return {s: _to_candles(s, recs, newest_first=True) for s, recs in grouped.items()}
+
+
+async def load_closed_since(
+    pool: asyncpg.Pool | asyncpg.Connection, since: dict[str, datetime], now: datetime
+) -> dict[str, Candles]:
+    """Closed candles strictly after ``since[symbol]``, oldest first, one query."""
+    symbols = list(since)
+    records = await pool.fetch(
+        _CLOSED_SINCE_MANY, symbols, [since[s] for s in symbols], last_closed_start(now)
+    )
+    grouped: dict[str, list[asyncpg.Record]] = {s: [] for s in symbols}
+    for rec in records:
+        grouped[rec["symbol"]].append(rec)
+    return {s: _to_candles(s, recs, newest_first=False) for s, recs in grouped.items()}
 
 
 async def load_last_closed(

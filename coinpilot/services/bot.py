@@ -33,7 +33,6 @@ import redis.asyncio as aioredis
 import structlog
 
 from coinpilot.adapters import ledger
-from coinpilot.adapters import marketdata as md
 from coinpilot.adapters.cache import REDIS_ERRORS, Keys
 from coinpilot.clock import Clock, floor_minute
 from coinpilot.config import Settings
@@ -51,6 +50,7 @@ from coinpilot.domain.strategy import (
 )
 from coinpilot.observability import Health, Metrics
 from coinpilot.services.base import PeriodicService
+from coinpilot.services.windows import CandleWindows
 
 log = structlog.get_logger(__name__)
 
@@ -119,6 +119,7 @@ class BotService(PeriodicService):
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._ledger_lock = asyncio.Lock()
         self.last_outcomes: dict[str, Outcome] = {}
+        self.windows = CandleWindows(app.bot.candle_window, overlap=app.collector.recent_candles)
         self._marks: dict[str, float] = {}  # the last cycle's prices, for late AI verdicts
 
     @property
@@ -195,8 +196,7 @@ class BotService(PeriodicService):
     async def load_inputs(self) -> Inputs:
         now = self.clock.now()
         started = time.perf_counter()
-        candles = await md.load_closed_candles(self.pool, self.symbols, self.app.bot.candle_window,
-                                               now)  # fmt: skip
+        candles = await self.windows.load(self.pool, self.symbols, now)
         self.metrics.db_query_duration.observe(time.perf_counter() - started)
         regimes = await self._regimes(now)
         high_vol = await self._volatility()
