@@ -30,6 +30,7 @@ from coinpilot.backtest.signals_bt import (
     exit_candidates,
     exit_table,
     precompute,
+    regime_table,
 )
 from coinpilot.backtest.summary import day_keys
 from coinpilot.backtest.timeline import MINUTE, REGIME_CODES, Timeline, build_timeline, regimes
@@ -191,7 +192,7 @@ class Engine:
             close=close,
             rsi14=rsi14,
             current_regime=regime,
-            regimes=self.app.regimes,
+            regimes=regime_table(self.app),
             now=_utc(int(self.ticks[k])),
         )
         if not decision.should_exit:
@@ -266,7 +267,7 @@ class Engine:
     async def _ai_ok(self, sym: str, k: int, regime: str, close: float, amount: Decimal) -> bool:
         s, app = self.series[sym], self.app
         i = int(s.index[k])
-        params = IndicatorParams.for_regime(regime, app.regimes)
+        params = IndicatorParams.for_regime(regime, regime_table(app))
         window = s.candles.slice(max(0, i + 1 - app.bot.candle_window), i + 1)
         snap = compute_snapshot(window, params, app.bot.candle_window)
         candidate = EntryCandidate(

@@ -9,13 +9,15 @@ candidate, so the decision is always the live function's.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import numpy.typing as npt
 
 from coinpilot.backtest.timeline import REGIME_CODES
-from coinpilot.config import AppConfig
+from coinpilot.config import AppConfig, RegimeParams
 from coinpilot.domain.candles import Candles
 from coinpilot.domain.exits import effective_exit_params
 from coinpilot.domain.regime import REGIME_INDEX, REGIMES
@@ -30,6 +32,11 @@ from coinpilot.domain.strategy import CODE_INDEX
 
 F64 = npt.NDArray[np.float64]
 EPS = 1e-9  # relative slack that keeps the candidate set a superset of float/Decimal edges
+
+
+def regime_table(app: AppConfig) -> Mapping[str, RegimeParams]:
+    """``app.regimes`` keyed by plain strings, the way the strategy functions take it."""
+    return cast(Mapping[str, RegimeParams], app.regimes)
 
 
 @dataclass
@@ -66,7 +73,7 @@ def precompute(c: Candles, regime: npt.NDArray[np.int8], app: AppConfig) -> Prec
     by_period = {p.rsi_period: w.rsi14 for p, w in cache.items()}
     rsi: dict[int, F64] = {}
     for name in REGIMES:
-        period = IndicatorParams.for_regime(name, app.regimes).rsi_period
+        period = IndicatorParams.for_regime(name, regime_table(app)).rsi_period
         if period not in by_period:
             by_period[period] = WindowedRsi(c.close, period, window).at_lag(0)
         rsi[REGIME_INDEX[name]] = by_period[period]
@@ -87,7 +94,7 @@ class ExitTable:
 
 
 def exit_table(entry_regime: str, app: AppConfig) -> ExitTable:
-    rows = [effective_exit_params(entry_regime, name, app.regimes) for name in REGIME_CODES]
+    rows = [effective_exit_params(entry_regime, name, regime_table(app)) for name in REGIME_CODES]
 
     def col(name: str, scale: float = 1.0) -> F64:
         return np.array([getattr(p, name) * scale for p in rows], dtype=np.float64)
