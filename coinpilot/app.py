@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Protocol
@@ -119,7 +119,7 @@ def build_services(deps: Deps) -> list[Service]:
     return services
 
 
-ServiceFactory = Callable[[Deps], list[Service]]
+ServiceFactory = Callable[[Deps], Sequence[Service]]
 SERVICE_FACTORIES: list[ServiceFactory] = []
 HTTP_INSTALLERS: list[Callable[[Deps], Any]] = []
 

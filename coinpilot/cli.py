@@ -6,6 +6,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 
 from coinpilot.commands import COMMAND_MODULES
 from coinpilot.config import load_config
@@ -13,10 +14,10 @@ from coinpilot.errors import ConfigError
 from coinpilot.observability import configure_logging
 
 
-def build_parser() -> tuple[argparse.ArgumentParser, dict[str, object]]:
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
     parser = argparse.ArgumentParser(prog="coinpilot", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    modules = {}
+    modules: dict[str, ModuleType] = {}
     for name, path in COMMAND_MODULES.items():
         module = importlib.import_module(path)
         modules[name] = module

@@ -31,7 +31,6 @@ from coinpilot.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config" / "coinpilot.yaml"
 
-RegimeName = Literal["BULL", "SIDEWAYS", "BEAR"]
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 PositiveFraction = Annotated[float, Field(gt=0.0, le=1.0)]
 Rsi = Annotated[float, Field(ge=0.0, le=100.0)]
@@ -205,7 +204,7 @@ class ModelPrice(Model):
 class AiConfig(Model):
     mode: Literal["auto", "llm", "off", "replay"] = "auto"
     models: dict[Literal["dev", "prod"], str] = Field(
-        default_factory=lambda: {"dev": "claude-haiku-4-5", "prod": "claude-sonnet-4-5"}
+        default_factory=lambda: {"dev": "claude-haiku-4-5", "prod": "claude-sonnet-4-5"}  # type: ignore[arg-type]
     )
     prices: dict[str, ModelPrice] = Field(default_factory=dict)
     timeout_s: float = Field(40.0, gt=0)
@@ -274,7 +273,8 @@ class AppConfig(Model):
     collector: CollectorConfig = CollectorConfig()
     bot: BotConfig = BotConfig()
     regime_detection: RegimeDetection = RegimeDetection()
-    regimes: dict[RegimeName, RegimeParams]
+    # Keys are validated below; typed as str so every Mapping[str, RegimeParams] accepts it.
+    regimes: dict[str, RegimeParams]
     risk: RiskLimits = RiskLimits()
     fills: FillParams = FillParams()
     ai: AiConfig = AiConfig()
@@ -311,6 +311,11 @@ class AppConfig(Model):
         missing = {"BULL", "SIDEWAYS", "BEAR"} - set(value)
         if missing:
             raise ValueError(f"missing regimes: {', '.join(sorted(missing))}")
+        unknown = set(value) - {"BULL", "SIDEWAYS", "BEAR"}
+        if unknown:
+            raise ValueError(
+                f"unknown regimes: {', '.join(sorted(unknown))} (BULL, SIDEWAYS, BEAR)"
+            )
         return value
 
     @property

@@ -88,7 +88,7 @@ async def start_http(
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
-    sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
+    sockets = site._server.sockets if site._server else []  # type: ignore[union-attr,attr-defined]
     bound = sockets[0].getsockname()[1] if sockets else port
     return runner, int(bound)
 
