@@ -90,6 +90,11 @@ BAD = [
     ),
     pytest.param(_set("colour", "blue"), ["colour", "unknown key"], id="unknown-top-key"),
     pytest.param(
+        _set("regimes.CRAB", _shipped()["regimes"]["SIDEWAYS"]),
+        ["regimes", "unknown regimes: CRAB"],
+        id="unknown-regime",
+    ),
+    pytest.param(
         _set("regimes.SIDEWAYS.entry.bb_recovery_sustain_candles", 30),
         ["regimes.SIDEWAYS.entry", "bb_recovery_sustain_candles must be below bb_touch_lookback"],
         id="cross-field-bb-sustain",
