@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -57,6 +57,7 @@ def precompute(c: Candles, regime: npt.NDArray[np.int8], app: AppConfig) -> Prec
     pos = np.minimum(np.arange(len(c)), window - 1)
     codes = np.full(len(c), CODE_INDEX["regime_unknown"], dtype=np.int16)
     cache: dict[IndicatorParams, WindowedIndicators] = {}
+    memo: dict[Any, Any] = {}  # regimes' parameter sets share every series they have in common
     for name in REGIMES:
         rows = regime == REGIME_INDEX[name]
         if name == "UNKNOWN" or not rows.any():
@@ -67,7 +68,7 @@ def precompute(c: Candles, regime: npt.NDArray[np.int8], app: AppConfig) -> Prec
             continue
         p = IndicatorParams.from_entry(cfg.entry)
         if p not in cache:
-            cache[p] = windowed_indicators(c, p, window)
+            cache[p] = windowed_indicators(c, p, window, memo)
         codes[rows] = sig_entry_codes(cache[p], name, cfg.entry, min_candles)[rows]
     codes[pos + 1 < min_candles] = CODE_INDEX["insufficient_data"]
     by_period = {p.rsi_period: w.rsi14 for p, w in cache.items()}
