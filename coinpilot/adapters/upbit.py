@@ -19,7 +19,6 @@ import asyncio
 import json
 import random
 import re
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -156,43 +155,61 @@ def decode_json(text: str) -> Any:
 
 
 class RequestBudget:
-    """At most ``per_second`` sends per window; ``None`` disables pacing (replays) but a
-    429 or an unexplained ``sec=0`` still holds the next send for a window."""
+    """At most ``per_second`` requests per window; ``None`` disables pacing (replays) but a
+    429 or an unexplained ``sec=0`` still holds the next send for a window.
+
+    A slot is counted from its send until a window after its *response*: the exchange counts
+    requests when they arrive, which is after we send and before we hear back, so counting
+    from the response keeps any ``per_second + 1`` arrivals at least a window apart however
+    late a request was delivered (a loaded machine or network cannot cause a 429).
+    """
 
     def __init__(self, clock: Clock, per_second: int | None) -> None:
         self.clock = clock
         self.per_second = per_second
-        self._sent: deque[float] = deque()
+        self._slots: list[list[float]] = []  # [time, in_flight]
         self._hold_until = 0.0
         self._lock = asyncio.Lock()
 
     def hold(self, seconds: float) -> None:
         self._hold_until = max(self._hold_until, self.clock.monotonic() + seconds)
 
+    def _active(self, now: float) -> list[list[float]]:
+        self._slots = [s for s in self._slots if s[1] or now - s[0] < _WINDOW_S]
+        return self._slots
+
     def observe(self, remaining: int) -> None:
         """``sec=0`` that our own sends do not explain means someone else shares the budget."""
         if remaining > 0:
             return
-        now = self.clock.monotonic()
-        ours = sum(1 for t in self._sent if now - t < _WINDOW_S)
+        ours = len(self._active(self.clock.monotonic()))
         if self.per_second is None or ours < self.per_second:
             self.hold(_WINDOW_S)
 
-    async def acquire(self) -> None:
+    def done(self, slot: list[float] | None) -> None:
+        """The response arrived: the slot now expires a window from here."""
+        if slot is not None:
+            slot[0], slot[1] = self.clock.monotonic(), 0.0
+
+    async def acquire(self) -> list[float] | None:
         if self.per_second is None and self._hold_until <= self.clock.monotonic():
-            return
+            return None
         async with self._lock:
             while True:
                 now = self.clock.monotonic()
-                while self._sent and now - self._sent[0] >= _WINDOW_S:
-                    self._sent.popleft()
+                active = self._active(now)
                 wait = self._hold_until - now
-                if self.per_second is not None and len(self._sent) >= self.per_second:
-                    wait = max(wait, self._sent[0] + _WINDOW_S - now)
+                if self.per_second is not None and len(active) >= self.per_second:
+                    done = [s[0] for s in active if not s[1]]
+                    # All in flight: poll briefly until a response frees a slot.
+                    soonest = min(done) + _WINDOW_S - now if done else 0.01
+                    wait = max(wait, soonest)
                 if wait <= 0:
-                    if self.per_second is not None:
-                        self._sent.append(now)
-                    return
+                    if self.per_second is None:
+                        return None
+                    slot = [now, 1.0]
+                    self._slots.append(slot)
+                    return slot
                 await self.clock.sleep(wait)
 
 
@@ -289,7 +306,7 @@ class UpbitClient:
 
     async def _attempt(self, path: str, params: dict[str, str]) -> Any:
         self._check_block()
-        await self.budget.acquire()
+        slot = await self.budget.acquire()
         self.requests += 1
         try:
             async with self.session.get(
@@ -303,6 +320,8 @@ class UpbitClient:
         except aiohttp.ClientError as exc:
             self._count("connection")
             raise UpbitError("connection", f"{path}: {type(exc).__name__}") from exc
+        finally:
+            self.budget.done(slot)  # also on cancellation: a slot never stays in flight
         remaining = parse_remaining_req(headers.get("Remaining-Req"))
         if remaining is not None:
             self.budget.observe(remaining[1])

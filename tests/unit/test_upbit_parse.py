@@ -146,11 +146,25 @@ async def test_budget_never_allows_more_than_the_limit_in_a_window() -> None:
     budget = RequestBudget(clock, 10)
     sent = []
     for _ in range(25):
-        await budget.acquire()
+        budget.done(await budget.acquire())  # each answer arrives at once
         sent.append(clock.monotonic())
     for i in range(len(sent) - 10):
         assert sent[i + 10] - sent[i] >= 1.0
     assert sent[-1] - sent[0] >= 2.0
+
+
+async def test_budget_counts_a_window_from_each_response() -> None:
+    """A slow answer pushes its slot's expiry: arrivals stay a window apart however late."""
+    clock = SimulatedClock(datetime(2024, 1, 1, tzinfo=UTC))
+    budget = RequestBudget(clock, 2)
+    first = await budget.acquire()
+    second = await budget.acquire()
+    clock.advance(0.8)  # both requests were slow to come back
+    budget.done(first)
+    budget.done(second)
+    before = clock.monotonic()
+    budget.done(await budget.acquire())
+    assert clock.monotonic() - before >= 1.0
 
 
 async def test_budget_holds_when_the_server_says_the_second_is_used_up() -> None:
