@@ -15,6 +15,7 @@ re-reads the last ``recent_candles`` stored minutes, so a closed minute Upbit re
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -30,6 +31,7 @@ from coinpilot.config import CollectorConfig
 from coinpilot.errors import DependencyDown
 from coinpilot.observability import Health, Metrics
 from coinpilot.services.base import PeriodicService
+from coinpilot.services.minute_events import MinuteEvents, minute_events
 
 log = structlog.get_logger(__name__)
 
@@ -57,12 +59,14 @@ class CandleFiller:
         *,
         per_request: int = MAX_COUNT,
         on_page: ProgressFn | None = None,
+        events: MinuteEvents | None = None,
     ) -> None:
         self.client = client
         self.pool = pool
         self.metrics = metrics
         self.per_request = per_request
         self.on_page = on_page
+        self.events = events
 
     async def fill(self, symbol: str, start: datetime, end: datetime, now: datetime) -> SyncResult:
         """Store every closed candle with start <= ts < end; resumable window by window."""
@@ -82,6 +86,8 @@ class CandleFiller:
             if rows:
                 result.newest = max(result.newest or rows[-1].ts, rows[-1].ts)
             cursor = window_end
+            if self.events is not None:  # committed: every minute before window_end is final
+                self.events.publish(symbol, window_end - MINUTE)
             if self.on_page is not None:
                 self.on_page(symbol, stored, cursor, end)
         return result
@@ -99,6 +105,22 @@ class CandleFiller:
         return start if newest is None else max(start, newest + MINUTE)
 
 
+class _BackfillProgress:
+    PROGRESS_S = 10.0
+
+    def __init__(self, symbols: int) -> None:
+        self.symbols, self.stored, self.done = symbols, 0, 0
+        self.last = time.monotonic()
+
+    def __call__(self, symbol: str, stored: int, cursor: datetime, end: datetime) -> None:
+        self.stored += stored
+        self.done += cursor >= end
+        if time.monotonic() - self.last >= self.PROGRESS_S:
+            self.last = time.monotonic()
+            log.info("collector_backfill_progress", symbols_done=self.done,
+                     symbols=self.symbols, stored=self.stored)  # fmt: skip
+
+
 class Collector(PeriodicService):
     name = "collector"
 
@@ -112,6 +134,7 @@ class Collector(PeriodicService):
         clock: Clock,
         health: Health,
         metrics: Metrics,
+        events: MinuteEvents | None = None,
     ) -> None:
         super().__init__(
             clock=clock,
@@ -126,16 +149,31 @@ class Collector(PeriodicService):
         self.symbols = list(symbols)
         self.active_symbols = list(symbols)
         self.symbols_checked = False
-        self.filler = CandleFiller(client, pool, metrics, per_request=config.candles_per_request)
+        self.filler = CandleFiller(
+            client, pool, metrics, per_request=config.candles_per_request, events=events
+        )
+        # Set once the start-up catch-up is over (done or given up): decisions wait for it.
+        self.backfilled = asyncio.Event()
 
     async def startup(self) -> None:
         """Check the symbols once, then catch up (the backfill) before the first cycle."""
+        try:
+            await self._backfill()
+        finally:
+            self.backfilled.set()
+
+    async def _backfill(self) -> None:
+        """Bounded by ``backfill_days``; a line of progress at most every ``PROGRESS_S``."""
         await self.check_symbols()
+        progress = _BackfillProgress(len(self.active_symbols))
+        self.filler.on_page = progress
         try:
             results = await self.run_once()
         except UpbitError as exc:
             log.error("collector_backfill_failed", error=str(exc))
             return
+        finally:
+            self.filler.on_page = None
         log.info(
             "collector_backfilled",
             stored=sum(r.stored for r in results),
@@ -263,6 +301,7 @@ def build_collector(deps: Any) -> Collector:
         clock=deps.clock,
         health=deps.health,
         metrics=deps.metrics,
+        events=minute_events(deps),
     )
     # Other services read the symbols that survived the start-up check from here.
     deps.extras["collector"] = collector
