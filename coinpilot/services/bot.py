@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import time
 from dataclasses import dataclass, field
@@ -50,9 +51,11 @@ from coinpilot.domain.strategy import (
 )
 from coinpilot.observability import Health, Metrics
 from coinpilot.services.base import PeriodicService
+from coinpilot.services.minute_events import MinuteEvents, minute_events
 from coinpilot.services.windows import CandleWindows
 
 log = structlog.get_logger(__name__)
+MINUTE = timedelta(minutes=1)
 
 
 @dataclass
@@ -68,6 +71,7 @@ class Outcome:
     candle_ts: datetime | None = None
     indicators: dict[str, Any] = field(default_factory=dict)
     position: dict[str, Any] = field(default_factory=dict)
+    minute: datetime | None = None  # the closed minute this outcome decided
 
 
 @dataclass
@@ -103,6 +107,9 @@ class BotService(PeriodicService):
         metrics: Metrics,
         ai: AiStep | None = None,
         symbols: list[str] | None = None,
+        events: MinuteEvents | None = None,
+        collector: Any = None,
+        jobs: Any = None,
     ) -> None:
         app = settings.app
         super().__init__(
@@ -121,6 +128,12 @@ class BotService(PeriodicService):
         self.last_outcomes: dict[str, Outcome] = {}
         self.windows = CandleWindows(app.bot.candle_window, overlap=app.collector.recent_candles)
         self._marks: dict[str, float] = {}  # the last cycle's prices, for late AI verdicts
+        # Minute-driven decisions: with an event source the bot decides each symbol's minute
+        # when the collector says it is stored, instead of on a clock tick.
+        self._events = events.subscribe() if events is not None else None
+        self.collector, self.jobs = collector, jobs
+        self.stored: dict[str, datetime] = {}  # per symbol: every minute up to this is final
+        self.decided: dict[str, datetime] = {}  # per symbol: the newest minute decided
 
     @property
     def ai_is_inline(self) -> bool:
@@ -129,6 +142,26 @@ class BotService(PeriodicService):
     # -- start-up ----------------------------------------------------------------------
 
     async def startup(self) -> None:
+        """Reconcile, then (minute-driven) wait for the catch-up and the start-up jobs.
+
+        Decisions start only after the collector's catch-up backfill and the regime and
+        volatility jobs computed on that complete data; they resume at the minute after the
+        last one decided, but never on a minute that closed more than ``max_candle_age_s``
+        ago (the daemon was down then: no fill at a stale price).
+        """
+        await self.reconcile()
+        if self._events is None:
+            return
+        if self.collector is not None:
+            log.info("bot_waiting_for_backfill")
+            await self.collector.backfilled.wait()
+            if self.collector.symbols_checked:
+                self.symbols = [s for s in self.symbols if s in self.collector.active_symbols]
+        if self.jobs is not None:
+            await self.jobs.startup_jobs()
+        await self._resume_point(self.clock.now())
+
+    async def reconcile(self) -> None:
         """Crash-only recovery: the database is the truth; Redis caches are rebuilt from it."""
         await ledger.ensure_account(self.pool, self.app.risk.initial_balance_krw)
         held = await ledger.positions(self.pool)
@@ -164,11 +197,11 @@ class BotService(PeriodicService):
             )
         self.state.degraded_reason = "redis unavailable: using database fallbacks"
 
-    async def _regimes(self, now: datetime) -> dict[str, str]:
+    async def _regimes(self, now: datetime, symbols: list[str]) -> dict[str, str]:
         try:
-            values = await self.redis.mget([self.keys.regime(s) for s in self.symbols])
+            values = await self.redis.mget([self.keys.regime(s) for s in symbols])
             self.state.degraded_reason = None
-            return {s: v or "UNKNOWN" for s, v in zip(self.symbols, values, strict=True)}
+            return {s: v or "UNKNOWN" for s, v in zip(symbols, values, strict=True)}
         except REDIS_ERRORS as exc:
             self._redis_failed(exc)
         oldest = now - timedelta(seconds=self.app.regime_detection.redis_ttl_s)
@@ -176,54 +209,67 @@ class BotService(PeriodicService):
             """SELECT DISTINCT ON (symbol) symbol, regime FROM regime_history
                WHERE symbol = ANY($1::text[]) AND detected_at > $2
                ORDER BY symbol, detected_at DESC""",
-            self.symbols, oldest,
+            symbols, oldest,
         )  # fmt: skip
         found = {r["symbol"]: r["regime"] for r in rows}
-        return {s: found.get(s, "UNKNOWN") for s in self.symbols}
+        return {s: found.get(s, "UNKNOWN") for s in symbols}
 
-    async def _volatility(self) -> dict[str, bool]:
+    async def _volatility(self, symbols: list[str]) -> dict[str, bool]:
         try:
-            values = await self.redis.mget([self.keys.volatility(s) for s in self.symbols])
+            values = await self.redis.mget([self.keys.volatility(s) for s in symbols])
         except REDIS_ERRORS as exc:
             self._redis_failed(exc)
             return {}
         flags = {}
-        for sym, raw in zip(self.symbols, values, strict=True):
+        for sym, raw in zip(symbols, values, strict=True):
             with contextlib.suppress(ValueError, TypeError, AttributeError):
                 flags[sym] = bool(json.loads(raw).get("is_high")) if raw else False
         return flags
 
-    async def load_inputs(self) -> Inputs:
-        now = self.clock.now()
+    async def load_inputs(
+        self, at: datetime | None = None, symbols: list[str] | None = None
+    ) -> Inputs:
+        now = at or self.clock.now()
+        symbols = symbols or self.symbols
         started = time.perf_counter()
-        candles = await self.windows.load(self.pool, self.symbols, now)
+        candles = await self.windows.load(self.pool, symbols, now)
         self.metrics.db_query_duration.observe(time.perf_counter() - started)
-        regimes = await self._regimes(now)
-        high_vol = await self._volatility()
-        with_data = [s for s in self.symbols if len(candles.get(s, ()))]
+        regimes = await self._regimes(now, symbols)
+        high_vol = await self._volatility(symbols)
+        with_data = [s for s in symbols if len(candles.get(s, ()))]
         params = [IndicatorParams.for_regime(regimes[s], self.app.regimes) for s in with_data]
         snaps = compute_snapshots([candles[s] for s in with_data], params,
                                   self.app.bot.candle_window)  # fmt: skip
-        return Inputs(now, candles, regimes, high_vol, dict(zip(with_data, snaps, strict=True)))
+        inputs = Inputs(now, candles, regimes, high_vol, dict(zip(with_data, snaps, strict=True)))
+        if len(symbols) < len(self.symbols):  # a late symbol alone: the others keep their marks
+            inputs.mark_prices = {**self._marks, **inputs.marks}
+        return inputs
 
     # -- the cycle ---------------------------------------------------------------------
 
-    async def run_once(self) -> dict[str, Outcome]:
-        inputs = await self.load_inputs()
+    async def run_once(
+        self, at: datetime | None = None, symbols: list[str] | None = None
+    ) -> dict[str, Outcome]:
+        """Decide the newest closed minute at ``at`` (default: now) for ``symbols`` (all)."""
+        symbols = symbols or self.symbols
+        inputs = await self.load_inputs(at, symbols)
         self._marks = inputs.marks
         state = await ledger.load_state(self.pool, self.app, inputs.now, inputs.marks)
         outcomes: dict[str, Outcome] = {}
-        for sym in [s for s in self.symbols if s in state.positions]:
+        for sym in [s for s in symbols if s in state.positions]:
             outcomes[sym] = await self._isolated(sym, self._exit(sym, inputs, state))
         state = await ledger.load_state(self.pool, self.app, inputs.now, inputs.marks)
         # A symbol that just exited may enter again on this candle, as in the backtest; this
         # also makes re-running an interrupted cycle give the same result.
-        for sym in [s for s in self.symbols if s not in state.positions]:
+        for sym in [s for s in symbols if s not in state.positions]:
             outcome = await self._isolated(sym, self._entry(sym, inputs, state))
             if outcome.action == "BUY":
                 state = await ledger.load_state(self.pool, self.app, inputs.now, inputs.marks)
             if sym not in outcomes or outcome.action == "BUY":
                 outcomes[sym] = outcome
+        minute = floor_minute(inputs.now) - MINUTE
+        for o in outcomes.values():
+            o.minute = minute
         await self._publish(outcomes, inputs, state)
         self.last_outcomes = outcomes
         return outcomes
@@ -255,6 +301,12 @@ class BotService(PeriodicService):
         candle_ts = candles.last_ts if candles is not None and len(candles) else None
         info = {"regime": regime, "entry_regime": pos.regime, "entry_avg_price": str(pos.avg_price),
                 **(snap.as_dict() if snap else {})}  # fmt: skip
+        if not self._fresh(candles, inputs.now):  # never a fill at an old (or made-up) price
+            age = f"{(inputs.now - candle_ts).total_seconds():.0f} s old" if candle_ts else "none"
+            return Outcome(sym, "HOLD (POS)", "stale_data",
+                           f"[{pos.regime}] waiting for a candle no older than "
+                           f"{self.app.bot.max_candle_age_s:.0f} s to decide the exit "
+                           f"(newest: {age})", regime, close, candle_ts, info)  # fmt: skip
         if decision.should_exit:
             reason = decision.reason or ""
             price = to_decimal(close) if close is not None else pos.avg_price
@@ -332,7 +384,7 @@ class BotService(PeriodicService):
             return Outcome(sym, "SKIP", f"ai_{verdict.reason_code}",
                            f"AI rejected: {verdict.reasoning}"[:300], regime, close, candle_ts,
                            info)  # fmt: skip
-        return await self._buy(candidate, sized, info)
+        return await self._buy(candidate, sized, info, inputs.now)
 
     async def _risk_and_size(
         self, sym: str, regime: str, inputs: Inputs, state: ledger.LedgerState
@@ -361,13 +413,15 @@ class BotService(PeriodicService):
                            f"order of {amount:.0f} KRW is below the minimum", regime)  # fmt: skip
         return amount
 
-    async def _buy(self, c: EntryCandidate, amount: Decimal, info: dict[str, Any]) -> Outcome:
+    async def _buy(
+        self, c: EntryCandidate, amount: Decimal, info: dict[str, Any], now: datetime | None = None
+    ) -> Outcome:
         order = ledger.BuyOrder(
             c.symbol, c.candle_ts, to_decimal(c.price), amount, c.regime,
             {**info, "regime": c.regime, "entry_config": dict(c.entry_config)},
         )  # fmt: skip
         async with self._ledger_lock:
-            fill = await ledger.buy(self.pool, order, self.app, self.clock.now())
+            fill = await ledger.buy(self.pool, order, self.app, now or self.clock.now())
         if fill is None:
             return Outcome(c.symbol, "SKIP", "already_executed",
                            "this candle's entry was already executed", c.regime, c.price,
@@ -413,6 +467,106 @@ class BotService(PeriodicService):
         finally:
             self._inflight.pop(c.symbol, None)
 
+    # -- minute-driven decisions -------------------------------------------------------
+
+    async def _resume_point(self, now: datetime) -> None:
+        """Each symbol continues after its last decided minute, but not before the horizon."""
+        rows = await self.pool.fetch(
+            "SELECT symbol, minute FROM bot_decided_minutes WHERE symbol = ANY($1::text[])",
+            self.symbols,
+        )
+        done = {r["symbol"]: r["minute"] for r in rows}
+        # The oldest minute whose candle closed at most max_candle_age_s ago.
+        horizon = floor_minute(now - timedelta(seconds=self.app.bot.max_candle_age_s))
+        skipped = {}
+        for sym in self.symbols:
+            last = done.get(sym)
+            self.decided[sym] = max(last, horizon - MINUTE) if last else horizon - MINUTE
+            if last is not None and last < horizon - MINUTE:
+                skipped[sym] = int((horizon - MINUTE - last) / MINUTE)
+        if skipped:
+            log.warning("minutes_not_decided_while_down", minutes=max(skipped.values()),
+                        symbols=len(skipped), reason="the daemon was not running")  # fmt: skip
+        log.info("bot_decisions_start", first_minute=horizon.isoformat(),
+                 symbols=len(self.symbols))  # fmt: skip
+
+    def _absorb(self, symbol: str, minute: datetime) -> None:
+        self.stored[symbol] = max(minute, self.stored.get(symbol, minute))
+
+    def next_batch(self, now: datetime) -> tuple[datetime, list[str]] | float | None:
+        """The next minute to decide and its symbols, or seconds to wait, or None (idle).
+
+        Minutes are decided in order, every symbol of a minute together (the backtest's
+        order: exits, then entries). A symbol whose minute is not stored yet holds the
+        others back for at most ``symbol_timeout_s`` after the close; after that they go
+        on without it and it is decided on its own when its minutes arrive, never skipped.
+        """
+        nxt = {s: self.decided[s] + MINUTE for s in self.symbols if s in self.decided}
+        ready = {s: m for s, m in nxt.items() if s in self.stored and self.stored[s] >= m}
+        if not ready:
+            return None
+        minute = min(ready.values())
+        grace = timedelta(seconds=self.app.bot.symbol_timeout_s)
+        waits = [(m + MINUTE + grace - now).total_seconds() for s, m in nxt.items()
+                 if s not in ready and m <= minute and now < m + MINUTE + grace]  # fmt: skip
+        if waits:
+            return max(0.01, min(waits))
+        return minute, [s for s in self.symbols if ready.get(s) == minute]
+
+    async def decide(self, minute: datetime, symbols: list[str]) -> None:
+        """One minute of these symbols, at the moment the live loop would have seen it."""
+        at = minute + MINUTE + timedelta(seconds=self.offset_s)
+        if self.jobs is not None:
+            await self.jobs.ensure_regime(at)
+        await self.run_once(at, symbols)
+        await self.pool.execute(
+            """INSERT INTO bot_decided_minutes (symbol, minute, decided_at)
+               SELECT unnest($1::text[]), $2, now()
+               ON CONFLICT (symbol) DO UPDATE
+               SET minute = EXCLUDED.minute, decided_at = EXCLUDED.decided_at""",
+            symbols, minute,
+        )  # fmt: skip
+        latency = (self.clock.now() - (minute + MINUTE)).total_seconds()
+        for sym in symbols:
+            gap = int((minute - self.decided[sym]) / MINUTE) - 1
+            if gap > 0:  # cannot happen while minutes are decided in order; counted if it does
+                self.metrics.minutes_missed.inc(gap)
+            self.decided[sym] = minute
+            self.metrics.decision_latency.observe(latency)
+        self.metrics.minutes_decided.inc(len(symbols))
+
+    async def decide_ready(self) -> float:
+        """Decide every minute that is ready; return how long to wait for more."""
+        assert self._events is not None
+        while True:
+            while not self._events.empty():
+                self._absorb(*self._events.get_nowait())
+            batch = self.next_batch(self.clock.now())
+            if batch is None:
+                return self.IDLE_S
+            if isinstance(batch, float):
+                return min(batch, self.IDLE_S)
+            minute, symbols = batch
+            if not await self.cycle(functools.partial(self.decide, minute, symbols)):
+                return self.RETRY_S  # nothing was marked decided: the same minute again
+
+    IDLE_S = 1.0
+    RETRY_S = 2.0
+
+    async def _run_on_events(self, stop: asyncio.Event) -> None:
+        assert self._events is not None
+        self.state.running = True
+        try:
+            if not stop.is_set():
+                await self.startup()
+            while not stop.is_set():
+                wait_s = await self.decide_ready()
+                self.state.last_cycle = self.clock.now()  # the loop is alive
+                with contextlib.suppress(TimeoutError):
+                    self._absorb(*await asyncio.wait_for(self._events.get(), timeout=wait_s))
+        finally:
+            self.state.running = False
+
     async def drain(self, timeout_s: float) -> None:
         """Let in-flight AI reviews finish within the shutdown budget, then cancel them."""
         tasks = list(self._inflight.values())
@@ -425,7 +579,10 @@ class BotService(PeriodicService):
 
     async def run(self, stop: asyncio.Event) -> None:
         try:
-            await super().run(stop)
+            if self._events is not None:
+                await self._run_on_events(stop)
+            else:
+                await super().run(stop)
         finally:
             await self.drain(self.app.bot.drain_budget_s / 2)
 
@@ -442,6 +599,7 @@ class BotService(PeriodicService):
             reason_code=o.reason_code,
             reason=o.reason.split("\n")[0][:200],
             price=o.price,
+            minute=o.minute.isoformat() if o.minute else None,
         )
 
     def _status(self, o: Outcome, state: ledger.LedgerState, now: datetime) -> dict[str, Any]:
@@ -514,10 +672,14 @@ def _status_indicators(snap: IndicatorSnapshot) -> dict[str, Any]:
 def bot_factory(deps: Any) -> list[BotService]:
     from coinpilot.services.agent import build_ai_step
 
+    jobs = deps.extras.get("scheduler")
+    if jobs is not None:
+        jobs.defer_startup_jobs = True  # after the backfill, see BotService.startup
     bot = BotService(
         settings=deps.settings, pool=deps.pool, redis=deps.redis, keys=deps.keys,
         clock=deps.clock, health=deps.health, metrics=deps.metrics,
-        ai=build_ai_step(deps),
+        ai=build_ai_step(deps), events=minute_events(deps),
+        collector=deps.extras.get("collector"), jobs=jobs,
     )  # fmt: skip
     deps.extras["bot"] = bot
     return [bot]
