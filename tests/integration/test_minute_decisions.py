@@ -176,7 +176,8 @@ async def test_after_days_down_an_exit_waits_for_a_fresh_candle(
     await bot.decide_ready()
     sell = await pool.fetchrow("SELECT candle_ts, exit_reason FROM trading_history "
                                "WHERE side = 'SELL'")  # fmt: skip
-    assert sell is not None and sell["candle_ts"] == back
+    assert sell is not None
+    assert sell["candle_ts"] == back
     assert seen[-1].action == "SELL"
 
 
