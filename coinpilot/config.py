@@ -297,6 +297,11 @@ class NotifyConfig(Model):
     timeout_s: float = Field(10.0, gt=0)
 
 
+class HealthConfig(Model):
+    # Newest candle older than this (since it closed) makes /health degraded.
+    max_candle_age_s: float = Field(180.0, ge=60, le=86400)
+
+
 class LogConfig(Model):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["auto", "json", "console"] = "auto"
@@ -323,6 +328,7 @@ class AppConfig(Model):
     schedules: ScheduleConfig = ScheduleConfig()
     report: ReportConfig = ReportConfig()
     notify: NotifyConfig = NotifyConfig()
+    health: HealthConfig = HealthConfig()
     log: LogConfig = LogConfig()
 
     @field_validator("symbols")
