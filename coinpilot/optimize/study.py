@@ -97,11 +97,25 @@ def storage_url(given: str | None, state_dir: Path) -> str:
 def open_storage(url: str) -> Any:
     import optuna
 
-    if not url.startswith("sqlite"):
-        return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
-    # Several local processes write one file: wait for the lock instead of failing.
-    storage = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
-    _fast_sqlite(storage.engine)
+    from sqlalchemy.exc import DBAPIError
+
+    if url.startswith("sqlite"):
+        # Several local processes write one file: wait for the lock instead of failing.
+        kwargs: dict[str, Any] = {"connect_args": {"timeout": 60}}
+    else:
+        kwargs = {"pool_pre_ping": True}
+    for attempt in range(5):
+        try:
+            storage = optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+            break
+        except DBAPIError:
+            # Processes started together on an empty database race to create the schema;
+            # the loser finds it made on the next try.
+            if attempt == 4:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    if url.startswith("sqlite"):
+        _fast_sqlite(storage.engine)
     return storage
 
 
