@@ -4,9 +4,10 @@ Answers come as structured outputs (``output_config.format``): the reply's ``tex
 holds the JSON document. Forced tool use is not used because the 5.5 generation refuses it
 with a 400. Thinking models put ``thinking`` blocks first, so blocks are chosen by type.
 
-The SDK's own retries are off (``max_retries=0``): a 0.x client would otherwise retry
-429/5xx/529 up to three times and sleep on ``retry-after`` inside our 40 s budget. The
-runner applies its own bounded policy using the classification below.
+The SDK is pinned to its 2.x line (``Authorization: Bearer``, ``anthropic-version:
+2026-10-21``, no sampling keyword arguments). Its own retries are off (``max_retries=0``):
+it would otherwise retry 429/5xx/529 up to three times and sleep on any ``retry-after``
+inside our run budget. The runner applies its own bounded policy using the classes below.
 """
 
 from __future__ import annotations
