@@ -96,7 +96,6 @@ def storage_url(given: str | None, state_dir: Path) -> str:
 
 def open_storage(url: str) -> Any:
     import optuna
-
     from sqlalchemy.exc import DBAPIError
 
     if url.startswith("sqlite"):
