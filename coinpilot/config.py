@@ -510,11 +510,15 @@ def load_config(
         data.setdefault("http", {})["port"] = env.http_port
     if env.upbit_url:
         data.setdefault("upbit", {})["base_url"] = env.upbit_url
+    return Settings(app=parse_app(data), env=env, source=str(chosen))
+
+
+def parse_app(data: Mapping[str, Any]) -> AppConfig:
+    """The YAML mapping as an ``AppConfig``, or ConfigError naming the bad field."""
     try:
-        app = AppConfig.model_validate(data)
+        return AppConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_describe(exc)) from None
-    return Settings(app=app, env=env, source=str(chosen))
 
 
 def redacted(settings: Settings) -> dict[str, Any]:
