@@ -34,6 +34,7 @@ import redis.asyncio as aioredis
 import structlog
 
 from coinpilot.adapters import ledger
+from coinpilot.adapters import marketdata as md
 from coinpilot.adapters.cache import REDIS_ERRORS, Keys
 from coinpilot.clock import Clock, floor_minute
 from coinpilot.config import Settings
@@ -51,7 +52,7 @@ from coinpilot.domain.strategy import (
 )
 from coinpilot.observability import Health, Metrics
 from coinpilot.services.base import PeriodicService
-from coinpilot.services.minute_events import MinuteEvents, minute_events
+from coinpilot.services.minute_events import MinuteEvents, MinuteStored
 from coinpilot.services.windows import CandleWindows
 
 log = structlog.get_logger(__name__)
@@ -130,9 +131,13 @@ class BotService(PeriodicService):
         self._marks: dict[str, float] = {}  # the last cycle's prices, for late AI verdicts
         # Minute-driven decisions: with an event source the bot decides each symbol's minute
         # when the collector says it is stored, instead of on a clock tick.
+        # Subscribed before anything is read, so no minute stored meanwhile slips through.
+        self.minute_events = events
         self._events = events.subscribe() if events is not None else None
         self.collector, self.jobs = collector, jobs
-        self.stored: dict[str, datetime] = {}  # per symbol: every minute up to this is final
+        self.stored: dict[str, datetime] = {}  # per symbol: the newest minute stored
+        self.caught_up_to: dict[str, datetime] = {}  # per symbol: stored before we started
+        self.published: dict[str, set[datetime]] = {}  # per symbol: announced, not decided
         self.decided: dict[str, datetime] = {}  # per symbol: the newest minute decided
 
     @property
@@ -150,16 +155,21 @@ class BotService(PeriodicService):
         ago (the daemon was down then: no fill at a stale price).
         """
         await self.reconcile()
-        if self._events is None:
+        if self.minute_events is None:
             return
-        if self.collector is not None:
-            log.info("bot_waiting_for_backfill")
-            await self.collector.backfilled.wait()
-            if self.collector.symbols_checked:
-                self.symbols = [s for s in self.symbols if s in self.collector.active_symbols]
+        log.info("bot_waiting_for_backfill")
+        await self.minute_events.caught_up.wait()
+        if self.collector is not None and self.collector.symbols_checked:
+            self.symbols = list(self.collector.watched())
         if self.jobs is not None:
             await self.jobs.startup_jobs()
+        newest = await md.newest_closed_ts_many(self.pool, self.symbols)
+        for sym, ts in newest.items():
+            if ts is not None:
+                self.caught_up_to[sym] = ts
+                self.stored[sym] = max(ts, self.stored.get(sym, ts))
         await self._resume_point(self.clock.now())
+        await self._explain_waiting_exits()
 
     async def reconcile(self) -> None:
         """Crash-only recovery: the database is the truth; Redis caches are rebuilt from it."""
@@ -490,8 +500,47 @@ class BotService(PeriodicService):
         log.info("bot_decisions_start", first_minute=horizon.isoformat(),
                  symbols=len(self.symbols))  # fmt: skip
 
-    def _absorb(self, symbol: str, minute: datetime) -> None:
-        self.stored[symbol] = max(minute, self.stored.get(symbol, minute))
+    async def _explain_waiting_exits(self) -> None:
+        """A held symbol without a fresh candle: its status says the exit waits, and why."""
+        now = self.clock.now()
+        state = await ledger.load_state(self.pool, self.app, now, {})
+        held = [s for s in self.symbols if s in state.positions]
+        inputs = await self.load_inputs(now, held) if held else None
+        waiting = {}
+        for sym in held:
+            assert inputs is not None
+            if not self._fresh(inputs.candles.get(sym), now):
+                waiting[sym] = await self._exit(sym, inputs, state)
+        if not waiting:
+            return
+        log.warning("exits_waiting_for_fresh_candles", symbols=sorted(waiting))
+        with contextlib.suppress(*REDIS_ERRORS):
+            for o in waiting.values():
+                payload = json.dumps(self._status(o, state, now), default=str, ensure_ascii=False)
+                await self.redis.set(self.keys.status(o.symbol), payload,
+                                     ex=self.app.bot.status_ttl_s)  # fmt: skip
+
+    def _absorb(self, event: MinuteStored) -> None:
+        sym, minute = event.symbol, event.minute
+        self.stored[sym] = max(minute, self.stored.get(sym, minute))
+        if minute > self.decided.get(sym, minute - MINUTE):
+            self.published.setdefault(sym, set()).add(minute)
+
+    def _ready(self, sym: str, minute: datetime, now: datetime) -> bool:
+        """Is ``minute`` of ``sym`` final? Stored, or (no trades in it) a later one is stored.
+
+        A minute without a row while a later one exists had no trades, or is a gap the
+        collector is still filling (after a reconnect): the latter gets ``symbol_timeout_s``
+        after the close to arrive.
+        """
+        top = self.stored.get(sym)
+        if top is None or top < minute:
+            return False
+        if minute <= self.caught_up_to.get(sym, minute - MINUTE):
+            return True
+        if minute in self.published.get(sym, ()):
+            return True
+        return now >= minute + MINUTE + timedelta(seconds=self.app.bot.symbol_timeout_s)
 
     def next_batch(self, now: datetime) -> tuple[datetime, list[str]] | float | None:
         """The next minute to decide and its symbols, or seconds to wait, or None (idle).
@@ -502,7 +551,7 @@ class BotService(PeriodicService):
         on without it and it is decided on its own when its minutes arrive, never skipped.
         """
         nxt = {s: self.decided[s] + MINUTE for s in self.symbols if s in self.decided}
-        ready = {s: m for s, m in nxt.items() if s in self.stored and self.stored[s] >= m}
+        ready = {s: m for s, m in nxt.items() if self._ready(s, m, now)}
         if not ready:
             return None
         minute = min(ready.values())
@@ -532,6 +581,8 @@ class BotService(PeriodicService):
             if gap > 0:  # cannot happen while minutes are decided in order; counted if it does
                 self.metrics.minutes_missed.inc(gap)
             self.decided[sym] = minute
+            if sym in self.published:
+                self.published[sym] = {m for m in self.published[sym] if m > minute}
             self.metrics.decision_latency.observe(latency)
         self.metrics.minutes_decided.inc(len(symbols))
 
@@ -539,8 +590,8 @@ class BotService(PeriodicService):
         """Decide every minute that is ready; return how long to wait for more."""
         assert self._events is not None
         while True:
-            while not self._events.empty():
-                self._absorb(*self._events.get_nowait())
+            for event in self._events.drain():
+                self._absorb(event)
             batch = self.next_batch(self.clock.now())
             if batch is None:
                 return self.IDLE_S
@@ -563,7 +614,7 @@ class BotService(PeriodicService):
                 wait_s = await self.decide_ready()
                 self.state.last_cycle = self.clock.now()  # the loop is alive
                 with contextlib.suppress(TimeoutError):
-                    self._absorb(*await asyncio.wait_for(self._events.get(), timeout=wait_s))
+                    self._absorb(await asyncio.wait_for(self._events.get(), timeout=wait_s))
         finally:
             self.state.running = False
 
@@ -678,7 +729,7 @@ def bot_factory(deps: Any) -> list[BotService]:
     bot = BotService(
         settings=deps.settings, pool=deps.pool, redis=deps.redis, keys=deps.keys,
         clock=deps.clock, health=deps.health, metrics=deps.metrics,
-        ai=build_ai_step(deps), events=minute_events(deps),
+        ai=build_ai_step(deps), events=deps.minute_events,
         collector=deps.extras.get("collector"), jobs=jobs,
     )  # fmt: skip
     deps.extras["bot"] = bot

@@ -11,6 +11,7 @@ test_realtime_soak.py.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -92,9 +93,8 @@ async def test_a_symbol_stored_late_is_decided_late_never_skipped(
     clock = SimulatedClock(DAY + timedelta(seconds=1))
     hub = MinuteEvents()
     bot, seen = _bot(settings, pool, redis, keys, clock, hub)
+    hub.caught_up.set()  # the catch-up stored everything before DAY
     await bot.startup()
-    for s in PAIR:  # the catch-up stored everything before DAY
-        hub.publish(s, DAY - MINUTE)
     await bot.decide_ready()
     minutes = [DAY + i * MINUTE for i in range(-2, 8)]
     assert sorted((o.symbol, o.minute) for o in seen) == sorted(
@@ -130,7 +130,8 @@ async def test_a_symbol_stored_late_is_decided_late_never_skipped(
     await again.startup()
     nxt = minutes[-1] + MINUTE
     for s in PAIR:
-        await _store(pool, hub, rows[s][minutes[-1]])  # a re-read of an old minute
+        corrected = rows[s][minutes[-1]]._replace(volume=Decimal(1))
+        await _store(pool, hub, corrected)  # a late correction of a decided minute
         await _store(pool, hub, rows[s][nxt])
     clock.set(nxt + MINUTE + timedelta(seconds=2))
     await again.decide_ready()
@@ -158,22 +159,22 @@ async def test_after_days_down_an_exit_waits_for_a_fresh_candle(
     clock = SimulatedClock(back + timedelta(seconds=30))
     hub = MinuteEvents()
     bot, seen = _bot(settings, pool, redis, keys, clock, hub)
+    hub.caught_up.set()  # the catch-up found nothing newer: the newest candle is 3 days old
     await bot.startup()
-    # The catch-up has said the minutes up to now are final, but none was traded (no row):
-    # the newest candle is three days old, so the exit waits and the status says why.
-    hub.publish("KRW-AVAX", back - MINUTE)
     await bot.decide_ready()
-    assert seen, "the minute was not decided"
-    assert {o.action for o in seen} == {"HOLD (POS)"}
-    assert all(o.reason_code == "stale_data" and "no older than 120 s" in o.reason for o in seen)
-    assert await pool.fetchval("SELECT count(*) FROM trading_history WHERE side = 'SELL'") == 0
-    # Only minutes that closed within max_candle_age_s of the restart were decided.
-    assert min(o.minute for o in seen if o.minute) >= back - 2 * MINUTE
-    # The first fresh candle: the exit fills at its close.
+    assert not seen  # nothing to decide on yet
+    status = json.loads(await redis.get(keys.status("KRW-AVAX")) or "{}")
+    assert status["reason_code"] == "stale_data"
+    assert "no older than 120 s" in status["reason"]
+    assert "259" in status["reason"]  # 3 days (259 200 s and a bit) old
+    # The first fresh candle: the minutes before it had no trades and are decided once it
+    # is stored (on old prices: no exit), then the exit fills at the fresh close.
     fresh = rows[back - timedelta(days=3) - MINUTE]._replace(ts=back)
     clock.set(back + MINUTE + timedelta(seconds=1))
     await _store(pool, hub, fresh)
     await bot.decide_ready()
+    assert [o.minute for o in seen] == [back - 2 * MINUTE, back - MINUTE, back]
+    assert all(o.reason_code == "stale_data" for o in seen[:2]), seen
     sell = await pool.fetchrow("SELECT candle_ts, exit_reason FROM trading_history "
                                "WHERE side = 'SELL'")  # fmt: skip
     assert sell is not None
@@ -200,7 +201,7 @@ async def test_start_up_backfills_then_computes_regime_and_volatility_then_decid
         collector = replay_collector(http=http, base_url=url, pool=pool, symbols=app.symbols,
                                      config=app.collector, clock=clock, metrics=metrics,
                                      health=health)  # fmt: skip
-        collector.filler.events = hub
+        collector.events, collector.filler.on_stored = hub, collector.announce
         ctx = JobContext(settings, pool, redis, keys, metrics)
         jobs = JobScheduler(ctx, clock=clock, health=health, metrics=metrics)
         bot, seen = _bot(settings, pool, redis, keys, clock, hub, collector=collector, jobs=jobs)
