@@ -28,6 +28,10 @@ COMMAND_MODULES: dict[str, str | tuple[str, str]] = {
         "coinpilot.commands.ai_report",
         "compare approved and rejected AI candidates under the exit rules, with AI cost",
     ),
+    "ai-review": (
+        "coinpilot.commands.ai_review",
+        "ask the AI for one entry review of a symbol now (records nothing)",
+    ),
     "job": (
         "coinpilot.commands.job",
         "run one scheduled job now (regime, volatility or report)",
@@ -47,5 +51,13 @@ COMMAND_MODULES: dict[str, str | tuple[str, str]] = {
     "backtest": (
         "coinpilot.commands.backtest",
         "replay history through the live engine and report trades, PnL and drawdown",
+    ),
+    "optimize": (
+        "coinpilot.commands.optimize",
+        "walk-forward parameter search on the backtester, with out-of-sample figures",
+    ),
+    "optimize-worker": (
+        "coinpilot.commands.optimize_worker",
+        "join a `coinpilot optimize` search in shared storage and run its trials",
     ),
 }
