@@ -230,9 +230,10 @@ async def test_token_guards_pages_but_not_health_or_metrics(
 async def test_public_bind_without_token_refuses_to_start(
     host: str, make_settings: Callable[..., Settings]
 ) -> None:
-    """serve() raises ConfigError before opening anything when the bind is public and no token."""
-    settings = make_settings(http={"host": host, "port": 0})
+    """A public bind without a token is refused while loading the config, before serve()
+    opens anything (and so by check-config too)."""
     with pytest.raises(ConfigError, match="COINPILOT_DASHBOARD_TOKEN"):
+        settings = make_settings(http={"host": host, "port": 0})
         await serve(settings, asyncio.Event())
 
 
