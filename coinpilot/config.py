@@ -721,13 +721,17 @@ def load_config(
         data.setdefault("http", {})["port"] = env.http_port
     if env.upbit_url:
         data.setdefault("upbit", {})["base_url"] = env.upbit_url
-    try:
-        app = AppConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(_describe(exc)) from None
-    settings = Settings(app=app, env=env, source=str(chosen))
+    settings = Settings(app=parse_app(data), env=env, source=str(chosen))
     require_token_when_exposed(settings)
     return settings
+
+
+def parse_app(data: Mapping[str, Any]) -> AppConfig:
+    """The YAML mapping as an ``AppConfig``, or ConfigError naming the bad field."""
+    try:
+        return AppConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
 
 
 def require_token_when_exposed(settings: Settings) -> str | None:

@@ -13,4 +13,6 @@ COMMAND_MODULES: dict[str, str] = {
     "backfill": "coinpilot.commands.backfill",
     "import-csv": "coinpilot.commands.import_csv",
     "backtest": "coinpilot.commands.backtest",
+    "optimize": "coinpilot.commands.optimize",
+    "optimize-worker": "coinpilot.commands.optimize_worker",
 }

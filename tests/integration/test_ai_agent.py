@@ -91,7 +91,9 @@ async def test_confirm_and_safe_approve_and_record_everything(
     assert analyst_req["system"][0]["cache_control"] == {"type": "ephemeral"}
     assert fake.count == 2
     sent = fake.requests[0]
-    assert sent.headers.get("x-api-key") == "sk-test"
+    # The 2.x SDK line: Bearer auth and the 2026-10-21 API version.
+    assert sent.headers.get("authorization") == "Bearer sk-test"
+    assert sent.headers.get("anthropic-version") == "2026-10-21"
     assert not {"temperature", "top_p", "top_k"} & set(sent.body)
     assert "RSI" not in sent.user_text
     assert "vol_ratio" not in sent.user_text

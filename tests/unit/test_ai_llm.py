@@ -2,24 +2,25 @@
 
 from __future__ import annotations
 
+import inspect
 from decimal import Decimal
 from typing import Any
 
 import anthropic
-import httpx
+import httpx2
 import pytest
 
 from coinpilot import prompts
 from coinpilot.adapters.llm import Usage, build_request, classify, estimate_cost
 from coinpilot.config import ModelPrice, ModelSettings
 
-REQ = httpx.Request("POST", "http://127.0.0.1/v1/messages")
+REQ = httpx2.Request("POST", "http://127.0.0.1/v1/messages")
 
 
 def status_error(status: int, etype: str, message: str, **extra: Any) -> anthropic.APIStatusError:
     body = {"type": "error", "error": {"type": etype, "message": message, **extra}}
     headers = {"retry-after": "2"} if status == 429 else {}
-    resp = httpx.Response(status, json=body, headers=headers, request=REQ)
+    resp = httpx2.Response(status, json=body, headers=headers, request=REQ)
     client = anthropic.AsyncAnthropic(api_key="x", base_url="http://127.0.0.1")
     return client._make_status_error(f"Error code: {status}", body=body, response=resp)
 
@@ -29,8 +30,10 @@ def status_error(status: int, etype: str, message: str, **extra: Any) -> anthrop
     [
         (400, "invalid_request_error", "Your credit balance is too low to access", "low_credit",
          False),
-        (400, "invalid_request_error", "messages: Field required", "api_error", False),
-        (401, "authentication_error", "invalid x-api-key", "api_error", False),
+        (400, "invalid_request_error", "messages: Field required", "config_error", False),
+        (401, "authentication_error", "invalid x-api-key", "config_error", False),
+        (404, "not_found_error", "model: claude-sonnet-4-5", "config_error", False),
+        (413, "request_too_large", "too large", "api_error", False),
         (429, "rate_limit_error", "slow down", "rate_limited", True),
         (500, "api_error", "boom", "server_error", True),
         (529, "overloaded_error", "Overloaded", "overloaded", True),
@@ -110,3 +113,17 @@ def test_cost_uses_the_four_configured_prices() -> None:
     )  # fmt: skip
     assert estimate_cost(Usage(412, 190, 1000, 2000), price) == Decimal("0.005424")
     assert estimate_cost(Usage(412, 190, 1000, 2000), None) is None
+
+
+def test_every_request_key_is_a_keyword_of_the_installed_sdk() -> None:
+    """SDK 1.x removed temperature/top_p/top_k and output_format from create(): we send none."""
+    client = anthropic.AsyncAnthropic(api_key="x", base_url="http://127.0.0.1")
+    accepted = set(inspect.signature(client.messages.create).parameters)
+    opts = ModelSettings(max_tokens=512, effort="low", thinking="adaptive")
+    body = build_request(
+        model="m", system="s", user="u", output_format=prompts.output_format("analyst"),
+        options=opts,
+    )  # fmt: skip
+    assert set(body) <= accepted
+    assert not {"temperature", "top_p", "top_k", "output_format"} & accepted
+    assert anthropic.__version__.startswith("2.")
