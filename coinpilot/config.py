@@ -319,7 +319,13 @@ class ScheduleConfig(Model):
 
 
 class ReportConfig(Model):
-    openai_model: str = "gpt-4o-mini"
+    """The daily report's summary model. gpt-6-luna is a reasoning model: no temperature,
+    a reasoning effort, and an output cap that covers reasoning and answer together."""
+
+    openai_model: str = "gpt-6-luna"
+    reasoning_effort: Literal["none", "low", "medium", "high", "xhigh", "max"] | None = "low"
+    temperature: float | None = Field(None, ge=0, le=2)  # only for non-reasoning models
+    max_completion_tokens: int = Field(1024, ge=16, le=100_000)
     timeout_s: float = Field(30.0, gt=0, le=600)
 
 

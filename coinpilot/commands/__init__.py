@@ -8,6 +8,7 @@ COMMAND_MODULES: dict[str, str] = {
     "status": "coinpilot.commands.status",
     "verify-ledger": "coinpilot.commands.verify_ledger",
     "ai-report": "coinpilot.commands.ai_report",
+    "ai-review": "coinpilot.commands.ai_review",
     "job": "coinpilot.commands.job",
     "report": "coinpilot.commands.report",
     "backfill": "coinpilot.commands.backfill",

@@ -174,11 +174,14 @@ class AgentRunner:
         clock: Clock,
         metrics: Metrics,
         client: anthropic.AsyncAnthropic,
+        dry_run: bool = False,
     ) -> None:
         self.settings, self.pool, self.clock, self.metrics = settings, pool, clock, metrics
         self.cfg = settings.app.ai
         self.client = client
         self.model = settings.model_id
+        # A dry run (`coinpilot ai-review`) consumes no guardrails and records nothing.
+        self.dry_run = dry_run
         self.guard = Guardrails(redis, keys, self.cfg.guardrails)
         self._slots = asyncio.Semaphore(self.cfg.max_concurrency)
         mode = settings.env.llm_mode
@@ -231,6 +234,8 @@ class AgentRunner:
         text = self.unavailable.text(self.cfg.on_unavailable)
         log.error("ai_misconfigured", model=self.model, config_key=self.config_key,
                   fallback=self.cfg.on_unavailable, message=text)  # fmt: skip
+        if self.dry_run:
+            return
         payload = {"event": "ai_misconfigured", "level": "error", "message": text,
                    "model": self.model, "config_key": self.config_key}  # fmt: skip
         try:
@@ -283,6 +288,25 @@ class AgentRunner:
         else:
             await self._settle(prep, run)
         return await self._finish(prep, run.reason_code, run.reasoning, started, run, trace)
+
+    async def review_once(self, candidate: EntryCandidate) -> tuple[Prepared, dict[str, Any]]:
+        """One Analyst → Guardian run for an operator: pre-filter shown but not obeyed, no
+        guardrails, nothing recorded. Returns the candidate's preparation and the row the
+        bot would have recorded (its cost at the configured price included)."""
+        assert self.dry_run, "review_once is for dry runs"
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        prep = await prepare(self.pool, self.settings, candidate)
+        trace = Trace()
+        run = await self._run_model(prep, trace, loop.time() + self.cfg.timeout_s)
+        if run.reason_code in CONFIG_CODES:
+            await self.stop_ai(f"a request was refused: {run.reasoning}"[:400])
+        latency = time.perf_counter() - started
+        row = decision_row(
+            prep, self.settings, run.reason_code, run.reasoning, run.approved, latency, run, trace
+        )
+        row["cost_usd"] = estimate_cost(trace.usage, self.cfg.prices.get(self.model))
+        return prep, row
 
     async def _check_guardrails(self, prep: Prepared) -> Block | None:
         try:
@@ -351,7 +375,8 @@ class AgentRunner:
         trace.requests[role] = request
         loop = asyncio.get_running_loop()
         for attempt in range(self.cfg.max_attempts):
-            await self.guard.mark_call(self.clock.now())
+            if not self.dry_run:
+                await self.guard.mark_call(self.clock.now())
             trace.attempts += 1
             remaining = deadline - loop.time()
             try:
