@@ -32,21 +32,25 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
     return parser, modules
 
 
+def config_error(exc: ConfigError) -> int:
+    """One line on stderr, exit 2: the message names the field or environment variable."""
+    print(f"coinpilot: config error: {' '.join(str(exc).split())}", file=sys.stderr)
+    return 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser, modules = build_parser()
     args = parser.parse_args(argv)
     try:
         settings = load_config(args.config)
     except ConfigError as exc:
-        print(f"coinpilot: config error: {exc}", file=sys.stderr)
-        return 2
+        return config_error(exc)
     configure_logging(settings.app.log.level, settings.app.log.format)
     module = modules[args.command]
     try:
         return int(module.main(args, settings))  # type: ignore[attr-defined]
     except ConfigError as exc:
-        print(f"coinpilot: config error: {exc}", file=sys.stderr)
-        return 2
+        return config_error(exc)
     except KeyboardInterrupt:
         return 130
 
