@@ -55,6 +55,12 @@ def build_parser(
     return parser, modules
 
 
+def config_error(exc: ConfigError) -> int:
+    """One line on stderr, exit 2: the message names the field or environment variable."""
+    print(f"coinpilot: config error: {' '.join(str(exc).split())}", file=sys.stderr)
+    return 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     parser, modules = build_parser(words)
@@ -66,15 +72,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_config(args.config)
     except ConfigError as exc:
-        print(f"coinpilot: config error: {exc}", file=sys.stderr)
-        return 2
+        return config_error(exc)
     configure_logging(settings.app.log.level, settings.app.log.format)
     module = modules[args.command]
     try:
         return int(module.main(args, settings))  # type: ignore[attr-defined]
     except ConfigError as exc:
-        print(f"coinpilot: config error: {exc}", file=sys.stderr)
-        return 2
+        return config_error(exc)
     except KeyboardInterrupt:
         return 130
 
