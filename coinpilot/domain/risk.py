@@ -11,6 +11,8 @@ Checks, in order; the first that fails rejects the entry with a stable reason co
  6. duplicate_position        the symbol is already held
 Sizing (``sizing.order_amount``) then caps the order by position size, cash and exposure
 room; an order below the minimum (e.g. no exposure room left) is ``below_min_order``.
+The ledger repeats these checks, plus ``max_total_exposure`` and ``insufficient_cash``, in
+the fill's own transaction (adapters/ledger.py).
 The trading day is a calendar day in the configured time zone (KST by default).
 """
 
@@ -32,6 +34,8 @@ RISK_CODES = (
     "max_concurrent_positions",
     "duplicate_position",
     "below_min_order",
+    "max_total_exposure",
+    "insufficient_cash",
 )
 
 
