@@ -34,6 +34,7 @@ import structlog
 
 from coinpilot.adapters import ledger
 from coinpilot.adapters.cache import REDIS_ERRORS, Keys
+from coinpilot.adapters.db import DaemonLock
 from coinpilot.clock import Clock
 from coinpilot.config import Settings
 from coinpilot.domain import risk
@@ -103,6 +104,7 @@ class BotService(PeriodicService):
         metrics: Metrics,
         ai: AiStep | None = None,
         symbols: list[str] | None = None,
+        lock: DaemonLock | None = None,
     ) -> None:
         app = settings.app
         super().__init__(
@@ -122,6 +124,7 @@ class BotService(PeriodicService):
         self.windows = CandleWindows(app.bot.candle_window, overlap=app.collector.recent_candles)
         self._marks: dict[str, float] = {}  # the last cycle's prices, for late AI verdicts
         self._held: set[str] = set()  # symbols with a position, as of the last ledger read
+        self.lock = lock  # the one-daemon lock: no fill unless it is held
 
     @property
     def ai_is_inline(self) -> bool:
@@ -228,6 +231,10 @@ class BotService(PeriodicService):
     # -- the cycle ---------------------------------------------------------------------
 
     async def run_once(self) -> dict[str, Outcome]:
+        if self.lock is not None and not await self.lock.check():
+            self.state.degraded_reason = self.lock.lost_reason
+            log.error("bot_not_trading", reason=self.lock.lost_reason)
+            return {}
         inputs = await self.load_inputs()
         self._marks = inputs.marks
         state = await ledger.load_state(self.pool, self.app, inputs.now, inputs.marks)
@@ -402,6 +409,9 @@ class BotService(PeriodicService):
         trading day of the risk row and of the fill. The ledger re-checks the limits in its
         transaction, so even a writer outside this process cannot push past them.
         """
+        if self.lock is not None and not self.lock.held:
+            return Outcome(c.symbol, "SKIP", "daemon_lock_lost", str(self.lock.lost_reason),
+                           c.regime, c.price, c.candle_ts, info)  # fmt: skip
         async with self._ledger_lock:
             state = await ledger.load_state(self.pool, self.app, now, marks)
             inputs = Inputs(now, {}, {c.symbol: c.regime}, high_vol, {}, mark_prices=marks)
@@ -564,7 +574,7 @@ def bot_factory(deps: Any) -> list[BotService]:
     bot = BotService(
         settings=deps.settings, pool=deps.pool, redis=deps.redis, keys=deps.keys,
         clock=deps.clock, health=deps.health, metrics=deps.metrics,
-        ai=build_ai_step(deps),
+        ai=build_ai_step(deps), lock=getattr(deps, "lock", None),
     )  # fmt: skip
     deps.extras["bot"] = bot
     return [bot]
