@@ -109,7 +109,7 @@ async def open_deps(
         redis=redis,
         http=http,
         clock=clock or SystemClock(),
-        keys=keys or Keys(),
+        keys=keys or Keys(settings.redis_key_prefix),
         lock=lock,
     )
 

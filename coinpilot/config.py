@@ -328,6 +328,8 @@ class Environment(Model):
 
     database_url: SecretStr | None = None
     redis_url: SecretStr | None = None
+    # Put before every Redis key: lets a second instance (or the test suite) share a server.
+    redis_key_prefix: str = ""
     upbit_url: str | None = None
     anthropic_api_key: SecretStr | None = None
     anthropic_base_url: str | None = None
@@ -347,6 +349,7 @@ NOTIFY_KINDS = ("trade", "ai-decision", "risk", "regime-change", "daily-report",
 ENV_NAMES = {
     "database_url": "COINPILOT_DATABASE_URL",
     "redis_url": "COINPILOT_REDIS_URL",
+    "redis_key_prefix": "COINPILOT_REDIS_KEY_PREFIX",
     "upbit_url": "COINPILOT_UPBIT_URL",
     "anthropic_api_key": "ANTHROPIC_API_KEY",
     "anthropic_base_url": "ANTHROPIC_BASE_URL",
@@ -382,6 +385,10 @@ class Settings(Model):
     @property
     def state_dir(self) -> Path:
         return Path(self.env.state_directory or self.app.state_dir)
+
+    @property
+    def redis_key_prefix(self) -> str:
+        return self.env.redis_key_prefix
 
     def webhook_for(self, kind: str) -> SecretStr | None:
         return self.env.discord_webhooks.get(kind) or self.env.discord_webhook_url

@@ -1,8 +1,10 @@
 """Shared fixtures: real PostgreSQL and Redis, each test isolated.
 
-The local servers on 127.0.0.1 are used when reachable; otherwise the same embedded ones
-`coinpilot run` starts are started once per session. Each test gets its own database
-(cloned from a migrated template) and its own Redis key prefix.
+COINPILOT_TEST_DATABASE_URL / COINPILOT_TEST_REDIS_URL choose the servers; otherwise the local
+ones on 127.0.0.1 are used when reachable (Redis database 15, never 0), else the same embedded
+ones `coinpilot run` starts, once per session. Each test gets its own database (cloned from a
+migrated template) and its own Redis key prefix; daemons and CLIs a test starts get that
+prefix through COINPILOT_REDIS_KEY_PREFIX.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from coinpilot.config import Settings, load_config
 from coinpilot.embedded import EmbeddedPostgres, EmbeddedRedis
 
 ROOT = Path(__file__).resolve().parent.parent
+TEST_REDIS_DB = 15
 
 
 def _reachable(host: str, port: int) -> bool:
@@ -66,7 +69,8 @@ def redis_url_base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield env
         return
     if _reachable("127.0.0.1", 6379):
-        yield "redis://127.0.0.1:6379/0"
+        # Not DB 0, which a daemon on this host uses by default: the suite gets its own.
+        yield f"redis://127.0.0.1:6379/{TEST_REDIS_DB}"
         return
     server = EmbeddedRedis(Path(tempfile.mkdtemp(prefix="cp-redis-")))
     yield server.start()

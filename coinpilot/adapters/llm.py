@@ -1,4 +1,8 @@
-"""Anthropic Messages API: client construction, one forced-tool call, failure classification.
+"""Anthropic Messages API: client construction, one structured-output call, failure classes.
+
+Answers come as structured outputs (``output_config.format``): the reply's ``text`` block
+holds the JSON document. Forced tool use is not used because the 5.5 generation refuses it
+with a 400. Thinking models put ``thinking`` blocks first, so blocks are chosen by type.
 
 The SDK's own retries are off (``max_retries=0``): a 0.x client would otherwise retry
 429/5xx/529 up to three times and sleep on ``retry-after`` inside our 40 s budget. The
@@ -7,6 +11,7 @@ runner applies its own bounded policy using the classification below.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -41,8 +46,8 @@ class Usage:
 
 
 @dataclass(frozen=True)
-class ToolReply:
-    tool_input: Any
+class JsonReply:
+    data: Any
     usage: Usage
     stop_reason: str | None
     request_id: str | None
@@ -51,7 +56,7 @@ class ToolReply:
 
 @dataclass(eq=False)
 class LlmFailure(Exception):
-    """A call that produced no usable tool input, with a reason code for the verdict."""
+    """A call that produced no usable answer, with a reason code for the verdict."""
 
     code: str
     message: str
@@ -80,17 +85,29 @@ def estimate_cost(usage: Usage, price: ModelPrice | None) -> Decimal | None:
 
 
 def build_request(
-    *, model: str, system: str, user: str, tool: dict[str, Any], max_tokens: int
+    *,
+    model: str,
+    system: str,
+    user: str,
+    output_format: dict[str, Any],
+    max_tokens: int,
+    effort: str | None = None,
+    thinking: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The exact body sent: forced tool use, cached static system prompt, no sampling knobs."""
-    return {
+    """The exact body sent: structured output, cached static system prompt, no sampling knobs."""
+    config: dict[str, Any] = {"format": output_format}
+    if effort is not None:
+        config["effort"] = effort
+    body: dict[str, Any] = {
         "model": model,
         "max_tokens": max_tokens,
         "system": [{"type": "text", "text": system, "cache_control": {"type": "ephemeral"}}],
         "messages": [{"role": "user", "content": user}],
-        "tools": [tool],
-        "tool_choice": {"type": "tool", "name": tool["name"]},
+        "output_config": config,
     }
+    if thinking is not None:
+        body["thinking"] = thinking
+    return body
 
 
 def _usage(raw: Any) -> Usage:
@@ -104,25 +121,37 @@ def _usage(raw: Any) -> Usage:
     )
 
 
-async def call_tool(
+async def call_json(
     client: anthropic.AsyncAnthropic, request: dict[str, Any], timeout_s: float
-) -> ToolReply:
-    """One request; raise LlmFailure unless the reply holds the forced tool's input."""
+) -> JsonReply:
+    """One request; raise LlmFailure unless the reply's text block is a JSON document."""
     try:
         msg = await client.messages.create(**request, timeout=timeout_s)
     except anthropic.AnthropicError as exc:
         raise classify(exc) from exc
+    except ValueError as exc:  # a JSON content type with a body that is not JSON
+        raise LlmFailure("bad_response", f"response body is not JSON: {exc}"[:500]) from exc
+    if not isinstance(msg, anthropic.types.Message):
+        # The SDK hands back the text of a 200 whose content type is not JSON.
+        raise LlmFailure("bad_response", f"response is not a message: {str(msg)[:200]!r}")
     usage = _usage(msg.usage)
     if msg.stop_reason == "refusal":
-        raise LlmFailure("refusal", "the model declined to answer", usage=usage)
+        details = getattr(msg, "stop_details", None)
+        category = getattr(details, "category", None) or "unspecified"
+        raise LlmFailure("refusal", f"the model declined to answer ({category})", usage=usage)
     if msg.stop_reason == "max_tokens":
-        raise LlmFailure("truncated", "tool input cut off at max_tokens", usage=usage)
-    name = request["tool_choice"]["name"]
-    for block in msg.content:
-        if block.type == "tool_use" and block.name == name:
-            return ToolReply(block.input, usage, msg.stop_reason, msg._request_id, msg.model)
-    kinds = ",".join(b.type for b in msg.content) or "none"
-    raise LlmFailure("schema_violation", f"no {name} tool_use block (got {kinds})", usage=usage)
+        raise LlmFailure("truncated", "answer cut off at max_tokens", usage=usage)
+    texts = [b.text for b in msg.content if b.type == "text"]
+    if not texts:
+        kinds = ",".join(b.type for b in msg.content) or "none"
+        raise LlmFailure("schema_violation", f"no text block (got {kinds})", usage=usage)
+    try:
+        data = json.loads("".join(texts))
+    except ValueError:
+        raise LlmFailure(
+            "schema_violation", f"answer is not JSON: {''.join(texts)[:200]!r}", usage=usage
+        ) from None
+    return JsonReply(data, usage, msg.stop_reason, msg._request_id, msg.model)
 
 
 def _error_message(exc: anthropic.APIStatusError) -> str:

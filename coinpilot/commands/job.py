@@ -34,7 +34,13 @@ async def open_job_context(stack: contextlib.AsyncExitStack, settings: Settings)
         await db.migrate(conn)
     redis = create_redis(redis_url)
     stack.push_async_callback(redis.aclose)
-    return JobContext(settings=settings, pool=pool, redis=redis, keys=Keys(), metrics=Metrics())
+    return JobContext(
+        settings=settings,
+        pool=pool,
+        redis=redis,
+        keys=Keys(settings.redis_key_prefix),
+        metrics=Metrics(),
+    )
 
 
 async def _run(settings: Settings, name: str) -> str:

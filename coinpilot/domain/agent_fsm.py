@@ -54,7 +54,7 @@ class InvalidTransition(ValueError):
 
 
 class SchemaViolation(ValueError):
-    """The tool input does not match the role's JSON schema."""
+    """The answer does not match the role's JSON schema or its ranges."""
 
 
 @dataclass(frozen=True)
@@ -158,10 +158,11 @@ def _text(data: dict[str, Any], key: str) -> str:
 
 
 def _choice(data: dict[str, Any], key: str, allowed: tuple[str, ...]) -> str:
+    """Structured outputs do not guarantee enum casing, so "confirm" reads as CONFIRM."""
     value = data.get(key)
-    if value not in allowed:
+    if not isinstance(value, str) or value.strip().upper() not in allowed:
         raise SchemaViolation(f"{key} must be one of {'/'.join(allowed)}, got {value!r}")
-    return str(value)
+    return value.strip().upper()
 
 
 def parse_analyst(data: Any) -> AnalystOpinion:

@@ -22,6 +22,7 @@ ERROR_CODES = frozenset(
         "api_error",
         "schema_violation",
         "truncated",
+        "bad_response",
     }
 )
 CREDIT_CODES = frozenset({"low_credit"})

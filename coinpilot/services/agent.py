@@ -28,11 +28,11 @@ from coinpilot.adapters import ai_records, marketdata
 from coinpilot.adapters.cache import Keys
 from coinpilot.adapters.guardrails import Guardrails
 from coinpilot.adapters.llm import (
+    JsonReply,
     LlmFailure,
-    ToolReply,
     Usage,
     build_request,
-    call_tool,
+    call_json,
     create_client,
     estimate_cost,
 )
@@ -126,11 +126,11 @@ class Trace:
     usage: Usage = field(default_factory=Usage)
     model: str | None = None
 
-    def reply(self, role: str, r: ToolReply) -> None:
+    def reply(self, role: str, r: JsonReply) -> None:
         self.usage = self.usage + r.usage
         self.model = r.model
         self.outputs[role] = {
-            "input": r.tool_input,
+            "answer": r.data,
             "stop_reason": r.stop_reason,
             "request_id": r.request_id,
         }
@@ -229,7 +229,7 @@ class AgentRunner:
     ) -> fsm.Run:
         try:
             reply = await self._call("analyst", prep.analyst_text, trace, deadline)
-            opinion = fsm.parse_analyst(reply.tool_input)
+            opinion = fsm.parse_analyst(reply.data)
         except LlmFailure as f:
             return fsm.step(run, _failure_event(f))
         except fsm.SchemaViolation as exc:
@@ -245,20 +245,20 @@ class AgentRunner:
     ) -> fsm.Run:
         try:
             reply = await self._call("guardian", prep.guardian_text, trace, deadline)
-            opinion = fsm.parse_guardian(reply.tool_input)
+            opinion = fsm.parse_guardian(reply.data)
         except LlmFailure as f:
             return fsm.step(run, _failure_event(f))
         except fsm.SchemaViolation as exc:
             return fsm.step(run, _schema_event(exc))
         return fsm.step(run, fsm.guardian_event(opinion))
 
-    async def _call(self, role: str, user: str, trace: Trace, deadline: float) -> ToolReply:
+    async def _call(self, role: str, user: str, trace: Trace, deadline: float) -> JsonReply:
         """Our bounded retry policy: transient failures only, never past the deadline."""
         request = build_request(
             model=self.model,
             system=prompts.system(role),
             user=user,
-            tool=prompts.tool(role),
+            output_format=prompts.output_format(role),
             max_tokens=self.cfg.max_tokens,
         )
         trace.requests[role] = request
@@ -268,7 +268,7 @@ class AgentRunner:
             trace.attempts += 1
             remaining = deadline - loop.time()
             try:
-                reply = await call_tool(
+                reply = await call_json(
                     self.client, request, min(self.cfg.attempt_timeout_s, remaining)
                 )
             except LlmFailure as f:

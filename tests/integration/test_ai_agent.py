@@ -79,10 +79,12 @@ async def test_confirm_and_safe_approve_and_record_everything(
     assert (row["input_tokens"], row["output_tokens"]) == (840, 120)
     assert row["cost_usd"] > 0
     assert len(row["input_hash"]) == 64
-    assert row["raw_output"]["analyst"]["input"]["decision"] == "CONFIRM"
-    assert row["raw_output"]["guardian"]["input"]["decision"] == "SAFE"
+    assert row["raw_output"]["analyst"]["answer"]["decision"] == "CONFIRM"
+    assert row["raw_output"]["guardian"]["answer"]["decision"] == "SAFE"
     analyst_req = row["request"]["analyst"]
-    assert analyst_req["tool_choice"] == {"type": "tool", "name": "submit_entry_analysis"}
+    assert "tool_choice" not in analyst_req
+    assert "tools" not in analyst_req
+    assert analyst_req["output_config"]["format"]["type"] == "json_schema"
     assert analyst_req["system"][0]["cache_control"] == {"type": "ephemeral"}
     assert fake.count == 2
     sent = fake.requests[0]
@@ -145,14 +147,16 @@ async def test_non_approving_answers_reject(
          "confidence must be an integer 0-100"),
         (fk.Reply({"decision": "CONFIRM", "confidence": 70}), "schema_violation",
          "reasoning must be a non-empty string"),
-        (fk.Reply(text="I think you should buy."), "schema_violation", "no submit_entry_analysis"),
+        (fk.Reply(text="I think you should buy."), "schema_violation", "answer is not JSON"),
+        (fk.Reply(text="[1, 2]"), "schema_violation", "analyst output must be an object"),
         (fk.Reply({"decision": "CONFIRM"}, stop_reason="max_tokens"), "truncated", "max_tokens"),
+        (fk.not_json(), "bad_response", "response is not a message"),
     ],
 )  # fmt: skip
-async def test_malformed_tool_output_is_a_recorded_reject(
+async def test_malformed_output_is_a_recorded_reject(
     build: Any, fake: Any, pool: Any, redis: Any, keys: Any, reply: Any, code: str, cause: str
 ) -> None:
-    """A schema-breaking tool output is a REJECT recorded with its cause, counted as an error."""
+    """A schema-breaking or unreadable answer is a REJECT recorded with its cause, an error."""
     fake.script(reply)
     step, _ = build()
     verdict = await step.review(candidate())
@@ -164,6 +168,45 @@ async def test_malformed_tool_output_is_a_recorded_reject(
     assert cause in row["reasoning"]
     assert row["raw_output"].get("analyst") or row["raw_output"].get("analyst_errors")
     assert await redis.get(keys.ai_error_streak()) == "1"
+
+
+async def test_thinking_blocks_before_the_answer_are_skipped(
+    build: Any, fake: Any, pool: Any
+) -> None:
+    """Two leading thinking blocks, then the JSON text: parsed, approved, tokens counted."""
+    fake.script(fk.confirm(77, thinking_blocks=2), fk.safe(thinking_blocks=1))
+    step, _ = build(models={"dev": "claude-haiku-5-5", "prod": "claude-sonnet-5-5"})
+    verdict = await step.review(candidate())
+    assert verdict.approved
+    row = await _row(pool, verdict.decision_id)
+    assert row["confidence"] == 77
+    assert row["output_tokens"] == 2 * (60 + 90)  # thinking tokens are billed as output
+
+
+async def test_lower_case_enum_is_read_case_insensitively(build: Any, fake: Any) -> None:
+    """Structured outputs do not guarantee enum casing: "confirm"/"safe" still approve."""
+    fake.script(
+        fk.Reply({"decision": "confirm", "confidence": 70, "reasoning": "Fine."}),
+        fk.Reply({"decision": "safe", "reasoning": "Calm."}),
+    )
+    step, _ = build()
+    assert (await step.review(candidate())).approved
+
+
+async def test_refusal_rejects_with_cause_refusal_outside_the_error_streak(
+    build: Any, fake: Any, pool: Any, redis: Any, keys: Any
+) -> None:
+    """stop_reason refusal → REJECT with reason code refusal, no retry, no error-streak step."""
+    fake.script(fk.refusal("general_harms"))
+    step, _ = build()
+    verdict = await step.review(candidate())
+    assert (verdict.approved, verdict.reason_code) == (False, "refusal")
+    assert fake.count == 1
+    row = await _row(pool, verdict.decision_id)
+    assert row["reason_code"] == "refusal"
+    assert "declined" in row["reasoning"]
+    assert "general_harms" in row["reasoning"]
+    assert await redis.get(keys.ai_error_streak()) is None
 
 
 async def test_stalled_call_times_out_while_other_symbols_proceed(

@@ -174,14 +174,17 @@ async def test_cli_runs_one_job_and_records_it(
     db_dsn: str,
     pool: asyncpg.Pool,
     redis_url_base: str,
+    redis: aioredis.Redis,
+    keys: Keys,
     make_settings: Callable[..., Settings],
 ) -> None:
-    """`coinpilot job regime` runs the job once, records it and exits 0."""
+    """`coinpilot job regime` runs the job once, records it, writes under the key prefix."""
     settings = make_settings(symbols=["KRW-BTC"])
     env = {
         **os.environ,
         "COINPILOT_DATABASE_URL": db_dsn,
         "COINPILOT_REDIS_URL": redis_url_base,
+        "COINPILOT_REDIS_KEY_PREFIX": keys.prefix,
         "PYTHONPATH": os.getcwd(),
     }
     proc = await asyncio.create_subprocess_exec(
@@ -199,6 +202,8 @@ async def test_cli_runs_one_job_and_records_it(
     assert proc.returncode == 0
     assert "regime: ok (KRW-BTC=UNKNOWN)" in out.decode()
     assert await pool.fetchval("SELECT status FROM job_runs WHERE job = 'regime'") == "ok"
+    # Only this test's keys: a suite run next to a live daemon leaves its regimes alone.
+    assert await redis.get(keys.regime("KRW-BTC")) == "UNKNOWN"
 
 
 async def test_stop_waits_for_a_running_job_then_cancels_it(

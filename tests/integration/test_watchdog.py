@@ -177,16 +177,49 @@ def _wait_for(
         time.sleep(0.05)
 
 
+def _wait_for_keys(
+    url: str, prefix: str, pattern: str, proc: subprocess.Popen[bytes], s: float
+) -> list[str]:
+    """Poll Redis until some key matching prefix+pattern exists; delete the prefix's keys."""
+
+    async def scan() -> list[str]:
+        client = aioredis.Redis.from_url(url, decode_responses=True)
+        try:
+            found = [k async for k in client.scan_iter(match=prefix + pattern)]
+            if found:
+                async for key in client.scan_iter(match=prefix + "*"):
+                    await client.delete(key)
+            return found
+        finally:
+            await client.aclose()
+
+    deadline = time.monotonic() + s
+    while True:
+        found = asyncio.run(scan())
+        if found:
+            return found
+        if proc.poll() is not None:
+            raise AssertionError(f"daemon exited with {proc.returncode} before {pattern}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {prefix}{pattern} within {s} s")
+        time.sleep(0.2)
+
+
 def test_daemon_ready_then_stopping_and_exit_0_on_sigterm(
     db_dsn: str, redis_url_base: str, tmp_path: Path
 ) -> None:
-    """A real `coinpilot run`: READY=1, pings, /health 200; SIGTERM → STOPPING=1 and exit 0."""
+    """A real `coinpilot run`: READY=1, pings, /health 200; SIGTERM → STOPPING=1 and exit 0.
+
+    Its Redis keys (the start-up regime run) all live under the test's own prefix.
+    """
     listener = NotifyListener(abstract=False)
     port = free_port()
+    prefix = f"t{uuid.uuid4().hex[:10]}:"
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("COINPILOT_", "WATCHDOG_"))},
         "COINPILOT_DATABASE_URL": db_dsn,
         "COINPILOT_REDIS_URL": redis_url_base,
+        "COINPILOT_REDIS_KEY_PREFIX": prefix,
         "COINPILOT_HTTP_PORT": str(port),
         # Nothing answers here: the collector fails fast instead of reaching the network.
         "COINPILOT_UPBIT_URL": f"http://127.0.0.1:{free_port()}",
@@ -208,6 +241,7 @@ def test_daemon_ready_then_stopping_and_exit_0_on_sigterm(
                 head = conn.recv(64).decode()
             assert head.startswith("HTTP/1.0 200") or head.startswith("HTTP/1.1 200"), head
             _wait_for(listener, "WATCHDOG=1", proc, 10)
+            regimes = _wait_for_keys(redis_url_base, prefix, "market:regime:*", proc, 60)
             proc.send_signal(signal.SIGTERM)
             code = proc.wait(timeout=10)
         finally:
@@ -227,3 +261,4 @@ def test_daemon_ready_then_stopping_and_exit_0_on_sigterm(
     events = [r["event"] for r in records]
     assert "daemon_ready" in events
     assert "daemon_stopped" in events
+    assert regimes  # the start-up regime run wrote under the prefix, not market:regime:*

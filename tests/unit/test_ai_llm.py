@@ -9,6 +9,7 @@ import anthropic
 import httpx
 import pytest
 
+from coinpilot import prompts
 from coinpilot.adapters.llm import Usage, build_request, classify, estimate_cost
 from coinpilot.config import ModelPrice
 
@@ -58,13 +59,31 @@ def test_timeouts_and_connection_errors() -> None:
     assert classify(anthropic.APIConnectionError(request=REQ)).code == "connection_error"
 
 
-def test_request_forces_the_tool_caches_the_system_prompt_and_sends_no_sampling() -> None:
-    """The request body forces the tool, marks the system prompt for caching, no temperature."""
-    tool = {"name": "t", "description": "d", "input_schema": {"type": "object"}}
-    body = build_request(model="m", system="s", user="u", tool=tool, max_tokens=64)
-    assert body["tool_choice"] == {"type": "tool", "name": "t"}
+def test_request_uses_structured_output_caches_the_system_prompt_and_sends_no_sampling() -> None:
+    """output_config.format carries the schema; no tool forcing, no temperature."""
+    fmt = prompts.output_format("analyst")
+    body = build_request(model="m", system="s", user="u", output_format=fmt, max_tokens=64)
+    assert body["output_config"] == {"format": fmt}
+    assert not {"tools", "tool_choice", "thinking"} & set(body)
     assert body["system"][0]["cache_control"] == {"type": "ephemeral"}
     assert not {"temperature", "top_p", "top_k"} & set(body)
+
+
+@pytest.mark.parametrize("role", ["analyst", "guardian"])
+def test_schemas_stay_within_what_structured_outputs_accept(role: str) -> None:
+    """No numeric or length constraints; every object closes additionalProperties."""
+    schema = prompts.output_format(role)["schema"]
+    banned = {"minimum", "maximum", "multipleOf", "minLength", "maxLength"}
+    assert schema["additionalProperties"] is False
+    for prop in schema["properties"].values():
+        assert not banned & set(prop)
+
+
+def test_prompts_no_longer_mention_a_tool() -> None:
+    """The system prompts ask for the JSON object, not for a tool call."""
+    for role in ("analyst", "guardian"):
+        assert "tool" not in prompts.system(role).lower()
+        assert "JSON object" in prompts.system(role)
 
 
 def test_cost_counts_cache_tokens_at_their_rates() -> None:

@@ -1,0 +1,125 @@
+"""Equity, exposure and the daily loss limit with open positions marked at moving prices.
+
+Every figure is worked out by hand from the fill rules (close × 1.0005 for a BUY, quantity
+rounded down to 8 decimals, fee 0.05 %) and written next to the assertion.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import asyncpg
+import pytest
+
+from coinpilot.adapters import ledger
+from coinpilot.config import Settings
+from coinpilot.domain import risk
+from coinpilot.domain.sizing import order_amount
+
+T0 = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)  # 10:00 in Seoul
+NEXT_DAY = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)  # 00:00 on 3 March in Seoul
+D = Decimal
+
+# BTC: 90,000,000 × 1.0005 = 90,045,000; 500,000 / 90,045,000 → 0.00555277 coins,
+# notional 499,999.17465, fee 249.999587325, debit 500,249.174237325
+BTC_QTY = D("0.00555277")
+# ETH: 4,000,000 × 1.0005 = 4,002,000; 500,000 / 4,002,000 = 0.1249375312… → 0.12493753,
+# notional 499,999.99506, fee 249.99999753, debit 500,249.99505753
+ETH_QTY = D("0.12493753")
+# 10,000,000 − 500,249.174237325 − 500,249.99505753
+CASH_AFTER_BOTH = D("8999500.830705145")
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings(risk={"max_daily_loss": 0.01})  # 1 %: 100,000 KRW of 10,000,000
+
+
+async def buy(pool: asyncpg.Pool, settings: Settings, symbol: str, close: str) -> None:
+    order = ledger.BuyOrder(symbol, T0, D(close), D(500_000), "BULL", {})
+    assert await ledger.buy(pool, order, settings.app, T0) is not None
+
+
+async def test_equity_and_exposure_mark_each_position_at_its_own_price(
+    pool: asyncpg.Pool, settings: Settings
+) -> None:
+    app = settings.app
+    await ledger.load_state(pool, app, T0, {})
+    await buy(pool, settings, "KRW-BTC", "90000000")
+    await buy(pool, settings, "KRW-ETH", "4000000")
+    state = await ledger.load_state(pool, app, T0, {})
+    assert state.account.cash == CASH_AFTER_BOTH
+    # No marks: each position at its fill price, i.e. its cost basis
+    # 499,999.17465 + 499,999.99506 = 999,999.16971
+    assert state.exposure({}) == D("999999.16971")
+    assert state.equity({}) == D("9999500.000415145")  # cash + 999,999.16971
+    # BTC falls to 80,000,000, ETH rises to 5,000,000:
+    # 0.00555277 × 80,000,000 = 444,221.6; 0.12493753 × 5,000,000 = 624,687.65
+    marks = {"KRW-BTC": 80_000_000.0, "KRW-ETH": 5_000_000.0}
+    assert state.exposure(marks) == D("1068909.25")
+    assert state.equity(marks) == D("10068410.080705145")
+    # Only BTC marked: ETH stays at its fill price 4,002,000 → 499,999.99506
+    # 444,221.6 + 499,999.99506 = 944,221.59506
+    assert state.exposure({"KRW-BTC": 80_000_000.0}) == D("944221.59506")
+    # A mark for a symbol not held changes nothing
+    assert state.exposure({"KRW-XRP": 1.0}) == D("999999.16971")
+    # The risk snapshot carries the marked equity and the open symbols
+    snap = state.risk_state(marks)
+    assert snap.equity == D("10068410.080705145")
+    assert snap.open_symbols == frozenset({"KRW-BTC", "KRW-ETH"})
+    assert snap.opening_equity == D(10_000_000)
+    # Sizing on the marked state: equity × 0.20 − exposure
+    # = 2,013,682.016141029 − 1,068,909.25 = 944,772.766141029 room, more than the
+    # 503,420.50403525725 position cap (equity × 0.05), so the position cap binds
+    amount = order_amount(
+        equity=state.equity(marks), cash=state.account.cash, exposure=state.exposure(marks),
+        regime_ratio=1.0, vol_factor=1.0, limits=app.risk,
+    )  # fmt: skip
+    assert amount == D("503420.50403525725")
+
+
+async def test_daily_loss_limit_counts_the_open_positions_at_their_marks(
+    pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """Limit 1 % of 10,000,000 = 100,000: a BTC mark decides the halt, not the cash."""
+    app = settings.app
+    await ledger.load_state(pool, app, T0, {})
+    await buy(pool, settings, "KRW-BTC", "90000000")
+    state = await ledger.load_state(pool, app, T0, {})
+    cash = D("9499750.825762675")  # 10,000,000 − 500,249.174237325
+    assert state.account.cash == cash
+    cases = [
+        # 0.00555277 × 72,000,000 = 399,799.44 → equity 9,899,550.265762675,
+        # loss 100,449.734237325 ≥ 100,000: breached
+        (72_000_000.0, D("9899550.265762675"), True),
+        # 0.00555277 × 72,100,000 = 400,354.717 → equity 9,900,105.542762675,
+        # loss 99,894.457237325 < 100,000: not breached
+        (72_100_000.0, D("9900105.542762675"), False),
+        # unmarked: at its fill price the loss is only the fee 249.999587325
+        (None, D("9999750.000412675"), False),
+    ]
+    for mark, equity, breached in cases:
+        marks = {} if mark is None else {"KRW-BTC": mark}
+        snap = state.risk_state(marks)
+        assert snap.equity == equity
+        assert risk.daily_loss_breached(snap, app.risk) is breached
+        verdict = risk.check_entry(snap, "KRW-ETH", app.risk, T0)
+        assert (verdict.reason_code == "daily_loss_limit") is breached
+
+
+async def test_a_new_day_opens_at_the_marked_equity(pool: asyncpg.Pool, settings: Settings) -> None:
+    """The first state of a trading day records cash + positions at the marks as opening."""
+    app = settings.app
+    await ledger.load_state(pool, app, T0, {})
+    await buy(pool, settings, "KRW-BTC", "90000000")
+    await buy(pool, settings, "KRW-ETH", "4000000")
+    marks = {"KRW-BTC": 80_000_000.0, "KRW-ETH": 5_000_000.0}
+    state = await ledger.load_state(pool, app, NEXT_DAY, marks)
+    assert state.day.trade_date.isoformat() == "2026-03-03"
+    assert state.day.opening_equity == D("10068410.080705145")
+    assert (state.day.buy_count, state.day.trade_count) == (0, 0)
+    # Later the same day the opening stays what it was, whatever the marks do
+    later = await ledger.load_state(pool, app, NEXT_DAY + timedelta(hours=1), {})
+    assert later.day.opening_equity == D("10068410.080705145")
