@@ -24,7 +24,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from coinpilot.config import RiskLimits
-from coinpilot.domain.fills import to_decimal
+from coinpilot.domain.fills import is_win, to_decimal
 
 RISK_CODES = (
     "trading_halted",
@@ -104,7 +104,7 @@ def after_close(
     consecutive_losses: int, net_pnl: Decimal, limits: RiskLimits, now: datetime
 ) -> tuple[int, datetime | None]:
     """The loss streak and, when it reaches the limit, the cooldown end (streak restarts)."""
-    if net_pnl >= 0:
+    if is_win(net_pnl):
         return 0, None
     streak = consecutive_losses + 1
     if streak >= limits.cooldown_after_consecutive_losses:
