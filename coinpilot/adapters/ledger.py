@@ -153,14 +153,43 @@ def _day(row: asyncpg.Record) -> Day:
 
 
 async def load_state(
-    pool: asyncpg.Pool, app: AppConfig, now: datetime, marks: Mapping[str, float]
+    pool: asyncpg.Pool,
+    app: AppConfig,
+    now: datetime,
+    marks: Mapping[str, float],
+    *,
+    read_only: bool = False,
 ) -> LedgerState:
-    """Account, open positions and today's risk row (created with today's opening equity)."""
+    """Account, open positions and today's risk row (created with today's opening equity).
+
+    ``read_only`` (tools such as `coinpilot status`) writes nothing: a missing day row is
+    shown as it would open now, and a missing account as the initial balance.
+    """
     async with pool.acquire() as conn, conn.transaction():
+        if read_only:
+            return await _peek(conn, app, now, marks)
         await ensure_account(conn, app.risk.initial_balance_krw)
         account = await _account(conn)
         held = await positions(conn)
         return LedgerState(account, held, await _today(conn, account, held, app, now, marks))
+
+
+async def _peek(
+    conn: asyncpg.Connection, app: AppConfig, now: datetime, marks: Mapping[str, float]
+) -> LedgerState:
+    initial = app.risk.initial_balance_krw
+    try:
+        account = await _account(conn)
+    except LookupError:
+        account = Account(initial, initial, ZERO, ZERO, 0, None)
+    held = await positions(conn)
+    today = risk.trade_date(now, app.tz)
+    row = await conn.fetchrow("SELECT * FROM daily_risk_state WHERE trade_date = $1", today)
+    if row is not None:
+        return LedgerState(account, held, _day(row))
+    opening = LedgerState(account, held, _placeholder_day(today)).equity(marks)
+    day = Day(today, opening, ZERO, ZERO, 0, 0, 0, False, None)
+    return LedgerState(account, held, day)
 
 
 async def _today(

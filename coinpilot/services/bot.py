@@ -256,9 +256,15 @@ class BotService(PeriodicService):
         return outcomes
 
     async def _isolated(self, symbol: str, work: Any) -> Outcome:
+        budget = self.app.bot.symbol_timeout_s
         try:
-            result: Outcome = await work
+            result: Outcome = await asyncio.wait_for(work, budget)
             return result
+        except TimeoutError:  # a stuck symbol (a row lock, a hung query) must not stop the rest
+            self.metrics.symbol_errors.labels(symbol=symbol).inc()
+            log.error("symbol_timed_out", symbol=symbol, budget_s=budget)
+            return Outcome(symbol, "ERROR", "timeout",
+                           f"gave up after {budget:g} s (bot.symbol_timeout_s)")  # fmt: skip
         except (asyncpg.PostgresError, OSError) as exc:
             self.metrics.dependency_error("database", type(exc).__name__)
             self.metrics.symbol_errors.labels(symbol=symbol).inc()

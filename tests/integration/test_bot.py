@@ -404,3 +404,76 @@ async def test_an_emptied_redis_is_a_cache_miss_answered_from_the_database(
     assert flushed
     assert during, live  # entries went on with the regime keys missing
     assert live == expected
+
+
+async def _held_eth(pool: asyncpg.Pool, settings: Settings, opened: datetime,
+                    close: int | None) -> None:  # fmt: skip
+    """A KRW-ETH position bought at 4 M; a stored candle closing at ``close`` 30 min later."""
+    from coinpilot.adapters import marketdata as md
+
+    app = settings.app
+    await ledger.load_state(pool, app, opened, {})
+    order = ledger.BuyOrder("KRW-ETH", opened, Decimal(4_000_000), Decimal(400_000), "BULL", {})
+    assert isinstance(await ledger.buy(pool, order, app, opened), ledger.Fill)
+    if close is not None:
+        d, ts = Decimal, opened + timedelta(minutes=30)
+        await md.upsert_candles(pool, [md.CandleRow("KRW-ETH", "1m", ts, d(close), d(close),
+                                                    d(close), d(close), d(5), None)])  # fmt: skip
+
+
+async def test_a_symbol_stuck_on_a_row_lock_times_out_and_the_cycle_goes_on(
+    pool: asyncpg.Pool,
+    redis: aioredis.Redis,
+    keys: Keys,
+    make_settings: Callable[..., Settings],
+) -> None:
+    """bot.symbol_timeout_s bounds one symbol's work; the exit happens once the lock is gone."""
+    settings = make_settings(symbols=["KRW-ETH"], bot={"symbol_timeout_s": 1})
+    opened = datetime(2026, 3, 2, 1, 0, tzinfo=BASE.tzinfo)
+    await _held_eth(pool, settings, opened, 3_600_000)
+    bot = _bot(settings, pool, redis, keys, opened + timedelta(minutes=31, seconds=6))
+    await bot.startup()
+    async with pool.acquire() as other, other.transaction():
+        await other.execute("SELECT * FROM account_state WHERE id = 1 FOR UPDATE")
+        outcomes = await asyncio.wait_for(bot.run_once(), timeout=30)
+    assert (outcomes["KRW-ETH"].action, outcomes["KRW-ETH"].reason_code) == ("ERROR", "timeout")
+    assert await pool.fetchval("SELECT count(*) FROM trading_history WHERE side = 'SELL'") == 0
+    outcomes = await bot.run_once()
+    assert outcomes["KRW-ETH"].action == "SELL"
+
+
+async def test_an_exit_due_without_any_candle_waits_instead_of_filling_at_the_avg_price(
+    pool: asyncpg.Pool,
+    redis: aioredis.Redis,
+    keys: Keys,
+    make_settings: Callable[..., Settings],
+) -> None:
+    """The BULL time limit (72 h) has passed but no candle is stored: no made-up price."""
+    settings = make_settings(symbols=["KRW-ETH"])
+    opened = datetime(2026, 3, 2, 1, 0, tzinfo=BASE.tzinfo)
+    await _held_eth(pool, settings, opened, None)
+    bot = _bot(settings, pool, redis, keys, opened + timedelta(hours=73))
+    await bot.startup()
+    outcomes = await bot.run_once()
+    assert outcomes["KRW-ETH"].reason_code == "exit_no_price"
+    assert "TIME_LIMIT" in outcomes["KRW-ETH"].reason
+    assert await pool.fetchval("SELECT count(*) FROM trading_history WHERE side = 'SELL'") == 0
+    assert await pool.fetchval("SELECT count(*) FROM positions") == 1
+
+
+async def test_status_command_writes_nothing(
+    pool: asyncpg.Pool,
+    db_dsn: str,
+    redis_url_base: str,
+    make_settings: Callable[..., Settings],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`coinpilot status` on a day the bot has not started yet creates no risk row."""
+    env = {"COINPILOT_DATABASE_URL": db_dsn, "COINPILOT_REDIS_URL": redis_url_base}
+    settings = make_settings(env=env, symbols=["KRW-BTC"])
+    await ledger.ensure_account(pool, settings.app.risk.initial_balance_krw)
+    before = await pool.fetchval("SELECT count(*) FROM daily_risk_state")
+    args = argparse.Namespace(json=False)
+    assert await asyncio.to_thread(status_cmd.main, args, settings) == 0
+    assert "equity" in capsys.readouterr().out
+    assert await pool.fetchval("SELECT count(*) FROM daily_risk_state") == before == 0
