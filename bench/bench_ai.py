@@ -18,6 +18,7 @@ import numpy as np
 
 from coinpilot import prompts
 from coinpilot.adapters.llm import build_request, call_json, create_client
+from coinpilot.config import ModelSettings
 from coinpilot.domain.ai_context import build_context
 from coinpilot.domain.candles import Candles
 from coinpilot.services.agent import input_hash
@@ -68,8 +69,8 @@ async def _fake_roundtrip_ms(runs: int) -> float:
     base = await fake.start()
     client = create_client("sk-bench", base)
     req = build_request(
-        model="claude-haiku-4-5", system=prompts.ANALYST_SYSTEM, user="x",
-        output_format=prompts.output_format("analyst"), max_tokens=256,
+        model="claude-haiku-5-5", system=prompts.ANALYST_SYSTEM, user="x",
+        output_format=prompts.output_format("analyst"), options=ModelSettings(max_tokens=256),
     )  # fmt: skip
     try:
         await call_json(client, req, 10)

@@ -195,28 +195,69 @@ class GuardrailConfig(Model):
 
 
 class ModelPrice(Model):
-    """USD per million tokens, for the cost estimate recorded with each decision."""
+    """USD per million tokens, for the cost recorded with each decision (list prices)."""
 
-    input_per_mtok: float = Field(ge=0)
-    output_per_mtok: float = Field(ge=0)
+    input_per_mtok: Decimal = Field(ge=0)
+    output_per_mtok: Decimal = Field(ge=0)  # thinking tokens are billed as output
+    cache_write_per_mtok: Decimal = Field(ge=0)
+    cache_read_per_mtok: Decimal = Field(ge=0)
+
+
+class ModelSettings(Model):
+    """Request settings of one model id (what it accepts differs: EXTERNAL_APIS §9.A.4)."""
+
+    max_tokens: int = Field(1024, ge=64)  # thinking counts against it: size it for both
+    effort: Literal["low", "medium", "high", "xhigh", "max"] | None = None  # None: not sent
+    thinking: Literal["adaptive", "between_tools", "disabled"] | None = None  # None: default
+
+
+def _current_prices() -> dict[str, ModelPrice]:
+    """List prices of the default models (EXTERNAL_APIS §9.A.1), so the defaults are priced."""
+    d = Decimal
+    return {
+        "claude-sonnet-5-5": ModelPrice(
+            input_per_mtok=d("2"), output_per_mtok=d("10"),
+            cache_write_per_mtok=d("2.5"), cache_read_per_mtok=d("0.10"),
+        ),
+        "claude-haiku-5-5": ModelPrice(
+            input_per_mtok=d("0.10"), output_per_mtok=d("0.50"),
+            cache_write_per_mtok=d("0.125"), cache_read_per_mtok=d("0.01"),
+        ),
+    }  # fmt: skip
 
 
 class AiConfig(Model):
     mode: Literal["auto", "llm", "off", "replay"] = "auto"
     models: dict[Literal["dev", "prod"], str] = Field(
-        default_factory=lambda: {"dev": "claude-haiku-4-5", "prod": "claude-sonnet-4-5"}  # type: ignore[arg-type]
+        default_factory=lambda: {"dev": "claude-haiku-5-5", "prod": "claude-sonnet-5-5"}  # type: ignore[arg-type]
     )
-    prices: dict[str, ModelPrice] = Field(default_factory=dict)
-    timeout_s: float = Field(40.0, gt=0)
-    attempt_timeout_s: float = Field(20.0, gt=0)
+    prices: dict[str, ModelPrice] = Field(default_factory=_current_prices)
+    model_settings: dict[str, ModelSettings] = Field(default_factory=dict)
+    on_unavailable: Literal["reject", "rules_only"] = "reject"
+    timeout_s: float = Field(60.0, gt=0)
+    attempt_timeout_s: float = Field(25.0, gt=0)
     max_attempts: int = Field(2, ge=1, le=5)
     max_concurrency: int = Field(3, ge=1)
     min_confidence: int = Field(60, ge=0, le=100)
-    max_tokens: int = Field(1024, ge=64)
     context_hours: int = Field(24, ge=1)
     context_lookback_hours: int = Field(36, ge=1)
+    model_check_timeout_s: float = Field(10.0, gt=0)
     prefilter: PrefilterConfig = PrefilterConfig()
     guardrails: GuardrailConfig = GuardrailConfig()
+
+    @model_validator(mode="after")
+    def _priced(self) -> AiConfig:
+        for role, model in self.models.items():
+            if model not in self.prices:
+                raise ValueError(
+                    f"ai.prices.{model}: missing; ai.models.{role} is {model} and every "
+                    "configured model needs input_per_mtok, output_per_mtok, "
+                    "cache_write_per_mtok and cache_read_per_mtok"
+                )
+        return self
+
+    def settings_for(self, model: str) -> ModelSettings:
+        return self.model_settings.get(model, ModelSettings())
 
 
 class VolatilityConfig(Model):
@@ -256,6 +297,11 @@ class NotifyConfig(Model):
     timeout_s: float = Field(10.0, gt=0)
 
 
+class HealthConfig(Model):
+    # Newest candle older than this (since it closed) makes /health degraded.
+    max_candle_age_s: float = Field(180.0, ge=60, le=86400)
+
+
 class LogConfig(Model):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["auto", "json", "console"] = "auto"
@@ -282,6 +328,7 @@ class AppConfig(Model):
     schedules: ScheduleConfig = ScheduleConfig()
     report: ReportConfig = ReportConfig()
     notify: NotifyConfig = NotifyConfig()
+    health: HealthConfig = HealthConfig()
     log: LogConfig = LogConfig()
 
     @field_validator("symbols")

@@ -4,9 +4,10 @@ Answers come as structured outputs (``output_config.format``): the reply's ``tex
 holds the JSON document. Forced tool use is not used because the 5.5 generation refuses it
 with a 400. Thinking models put ``thinking`` blocks first, so blocks are chosen by type.
 
-The SDK's own retries are off (``max_retries=0``): a 0.x client would otherwise retry
-429/5xx/529 up to three times and sleep on ``retry-after`` inside our 40 s budget. The
-runner applies its own bounded policy using the classification below.
+The SDK is pinned to its 2.x line (``Authorization: Bearer``, ``anthropic-version:
+2026-10-21``, no sampling keyword arguments). Its own retries are off (``max_retries=0``):
+it would otherwise retry 429/5xx/529 up to three times and sleep on any ``retry-after``
+inside our run budget. The runner applies its own bounded policy using the classes below.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 import anthropic
 
-from coinpilot.config import ModelPrice
+from coinpilot.config import ModelPrice, ModelSettings
 
 
 def create_client(api_key: str, base_url: str | None = None) -> anthropic.AsyncAnthropic:
@@ -70,16 +71,14 @@ class LlmFailure(Exception):
 
 
 def estimate_cost(usage: Usage, price: ModelPrice | None) -> Decimal | None:
-    """USD at list price; cache writes cost 1.25× input and cache reads 0.1× input."""
+    """USD at the configured list prices (cache writes and reads at their own rates)."""
     if price is None:
         return None
-    inp = Decimal(str(price.input_per_mtok))
-    out = Decimal(str(price.output_per_mtok))
     total = (
-        Decimal(usage.input_tokens) * inp
-        + Decimal(usage.cache_write_tokens) * inp * Decimal("1.25")
-        + Decimal(usage.cache_read_tokens) * inp * Decimal("0.1")
-        + Decimal(usage.output_tokens) * out
+        usage.input_tokens * price.input_per_mtok
+        + usage.cache_write_tokens * price.cache_write_per_mtok
+        + usage.cache_read_tokens * price.cache_read_per_mtok
+        + usage.output_tokens * price.output_per_mtok
     )
     return (total / Decimal(1_000_000)).quantize(Decimal("0.00000001"))
 
@@ -90,23 +89,25 @@ def build_request(
     system: str,
     user: str,
     output_format: dict[str, Any],
-    max_tokens: int,
-    effort: str | None = None,
-    thinking: dict[str, Any] | None = None,
+    options: ModelSettings,
 ) -> dict[str, Any]:
-    """The exact body sent: structured output, cached static system prompt, no sampling knobs."""
+    """The exact body sent: structured output, cached static system prompt, no sampling knobs.
+
+    ``effort`` and ``thinking`` are sent only when configured for the model: each model
+    refuses some values with a 400, and leaving them out keeps the model's own default.
+    """
     config: dict[str, Any] = {"format": output_format}
-    if effort is not None:
-        config["effort"] = effort
+    if options.effort is not None:
+        config["effort"] = options.effort
     body: dict[str, Any] = {
         "model": model,
-        "max_tokens": max_tokens,
+        "max_tokens": options.max_tokens,
         "system": [{"type": "text", "text": system, "cache_control": {"type": "ephemeral"}}],
         "messages": [{"role": "user", "content": user}],
         "output_config": config,
     }
-    if thinking is not None:
-        body["thinking"] = thinking
+    if options.thinking is not None:
+        body["thinking"] = {"type": options.thinking}
     return body
 
 

@@ -89,12 +89,50 @@ async def _upsert_on(conn: asyncpg.Connection, rows: Sequence[CandleRow]) -> int
     for r in rows:
         if r.ts.tzinfo is None:
             raise ValueError(f"candle time without a zone: {r.symbol} {r.ts}")
-    payload = io.BytesIO(_csv_bytes(rows))
+    return await upsert_csv(conn, _csv_bytes(rows))
+
+
+async def upsert_csv(conn: asyncpg.Connection, payload: bytes) -> int:
+    """Store rows already in COPY's CSV text (COLUMNS order, zoned times, one row per key)
+    in one transaction; returns the number of rows inserted or changed."""
     async with conn.transaction():
         await conn.execute(_CREATE_STAGE)
-        await conn.copy_to_table(_STAGE, source=payload, columns=COLUMNS, format="csv")
+        await conn.copy_to_table(_STAGE, source=io.BytesIO(payload), columns=COLUMNS, format="csv")
         status = await conn.execute(_UPSERT)
     return int(status.rsplit(" ", 1)[-1])
+
+
+# Whether any stored row falls in one of the given (symbol, first, last) spans.
+_ANY_STORED = f"""
+SELECT EXISTS (
+    SELECT 1 FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[]) AS s(symbol, lo, hi)
+    WHERE EXISTS (SELECT 1 FROM market_data m WHERE m.symbol = s.symbol
+                  AND m.interval = '{INTERVAL}' AND m.ts BETWEEN s.lo AND s.hi)
+)
+"""
+
+
+async def insert_csv(
+    conn: asyncpg.Connection,
+    payload: bytes,
+    spans: Sequence[tuple[str, datetime, datetime]],
+) -> int:
+    """``upsert_csv`` for bulk imports: when nothing is stored yet in any (symbol, first,
+    last) span of the payload, COPY goes straight into market_data (half the server's work
+    of staging and merging); a writer that stores one of those minutes meanwhile makes the
+    direct COPY fail on the key, and the rows then go the staged way. One transaction."""
+    symbols, los, his = (list(col) for col in zip(*spans, strict=True)) if spans else ([], [], [])
+    async with conn.transaction():
+        if spans and not await conn.fetchval(_ANY_STORED, symbols, los, his):
+            try:
+                async with conn.transaction():
+                    status = await conn.copy_to_table(
+                        "market_data", source=io.BytesIO(payload), columns=COLUMNS, format="csv"
+                    )
+                return int(status.rsplit(" ", 1)[-1])
+            except asyncpg.UniqueViolationError:
+                pass
+        return await upsert_csv(conn, payload)
 
 
 async def upsert_candles(

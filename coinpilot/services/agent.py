@@ -259,7 +259,7 @@ class AgentRunner:
             system=prompts.system(role),
             user=user,
             output_format=prompts.output_format(role),
-            max_tokens=self.cfg.max_tokens,
+            options=self.cfg.settings_for(self.model),
         )
         trace.requests[role] = request
         loop = asyncio.get_running_loop()

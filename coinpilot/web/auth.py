@@ -63,7 +63,8 @@ def _presented(request: web.Request) -> str | None:
 def _matches(presented: str | None, token: str) -> bool:
     if presented is None:
         return False
-    return hmac.compare_digest(presented.encode(), token.encode())
+    # Header bytes that are not UTF-8 arrive as surrogates: they never match, never raise.
+    return hmac.compare_digest(presented.encode("utf-8", "surrogateescape"), token.encode())
 
 
 Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]

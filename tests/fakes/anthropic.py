@@ -141,6 +141,8 @@ class Reply:
     input_tokens: int = 420
     output_tokens: int = 60
     thinking_tokens: int = 90
+    cache_write_tokens: int = 0
+    cache_read_tokens: int = 0
 
 
 def confirm(
@@ -470,8 +472,8 @@ def _message(body: dict[str, Any], spec: ModelSpec, reply: Reply) -> dict[str, A
         "usage": {
             "input_tokens": reply.input_tokens,
             "output_tokens": reply.output_tokens + thinking_tokens,
-            "cache_creation_input_tokens": 0,
-            "cache_read_input_tokens": 0,
+            "cache_creation_input_tokens": reply.cache_write_tokens,
+            "cache_read_input_tokens": reply.cache_read_tokens,
             "output_tokens_details": {"thinking_tokens": thinking_tokens},
         },
     }

@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
 import structlog
+import yaml
 
 from coinpilot.adapters.cache import create_redis
+from coinpilot.config import DEFAULT_CONFIG_PATH
 from coinpilot.domain.ai_types import AiOff, AiStep
 from coinpilot.services.agent import AgentRunner, build_ai_step
 from coinpilot.services.ai_replay import ReplayStep
@@ -74,7 +77,7 @@ async def test_confirm_and_safe_approve_and_record_everything(
     assert "| [Guardian] " in verdict.reasoning
     row = await _row(pool, verdict.decision_id)
     assert (row["decision"], row["confidence"], row["model_used"]) == (
-        "CONFIRM", 80, "claude-haiku-4-5"
+        "CONFIRM", 80, "claude-haiku-5-5"
     )  # fmt: skip
     assert (row["input_tokens"], row["output_tokens"]) == (840, 120)
     assert row["cost_usd"] > 0
@@ -88,7 +91,9 @@ async def test_confirm_and_safe_approve_and_record_everything(
     assert analyst_req["system"][0]["cache_control"] == {"type": "ephemeral"}
     assert fake.count == 2
     sent = fake.requests[0]
-    assert sent.headers.get("x-api-key") == "sk-test"
+    # The 2.x SDK line: Bearer auth and the 2026-10-21 API version.
+    assert sent.headers.get("authorization") == "Bearer sk-test"
+    assert sent.headers.get("anthropic-version") == "2026-10-21"
     assert not {"temperature", "top_p", "top_k"} & set(sent.body)
     assert "RSI" not in sent.user_text
     assert "vol_ratio" not in sent.user_text
@@ -168,6 +173,55 @@ async def test_malformed_output_is_a_recorded_reject(
     assert cause in row["reasoning"]
     assert row["raw_output"].get("analyst") or row["raw_output"].get("analyst_errors")
     assert await redis.get(keys.ai_error_streak()) == "1"
+
+
+RETIRED = {"claude-sonnet-4-5", "claude-sonnet-4-5-20250929"}  # see test_ai_model_check.py
+FAMILIES = [
+    # 2 calls × (420 in; 60 out + 90 thinking when the model thinks), priced by hand from
+    # the shipped table. Sonnet 5.5 also reads 1,000 cached tokens per call:
+    # 840×2 + 2000×0.10 + 300×10 = 1680 + 200 + 3000 = 4880 µ$.
+    ("claude-sonnet-5-5", 1000, 300, Decimal("0.00488")),
+    # Haiku 5.5 with thinking disabled: 840×0.10 + 120×0.50 = 84 + 60 = 144 µ$.
+    ("claude-haiku-5-5", 0, 120, Decimal("0.000144")),
+    # Haiku 4.5 (alias and snapshot): 840×1 + 120×5 = 1440 µ$.
+    ("claude-haiku-4-5", 0, 120, Decimal("0.00144")),
+    ("claude-haiku-4-5-20251001", 0, 120, Decimal("0.00144")),
+]
+
+
+def test_every_priced_model_has_a_family_test() -> None:
+    """Each model the shipped config prices is exercised below (or retired, elsewhere)."""
+    shipped = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())["ai"]["prices"]
+    assert set(shipped) - RETIRED == {m for m, *_ in FAMILIES}
+
+
+@pytest.mark.parametrize(("model", "cached", "out_tokens", "cost"), FAMILIES)
+async def test_every_model_family_through_the_sdk(
+    build: Any, fake: Any, pool: Any, model: str, cached: int, out_tokens: int, cost: Decimal
+) -> None:
+    """Each configured model: accepted by the fake's per-model rules, answered, priced."""
+    fake.default = lambda body: (
+        fk.confirm(cache_read_tokens=cached) if fk.role_of(body) == "analyst"
+        else fk.safe(cache_read_tokens=cached)
+    )  # fmt: skip
+    env = {"ANTHROPIC_API_KEY": "sk-test", "ANTHROPIC_BASE_URL": fake.base_url,
+           "LLM_MODE": "prod"}  # fmt: skip
+    step, deps = build(env=env, models={"dev": "claude-haiku-5-5", "prod": model})
+    verdict = await step.review(candidate())
+    assert verdict.approved, verdict.reasoning
+    assert fake.rejected == []
+    opts = deps.settings.app.ai.settings_for(model)
+    for seen in fake.requests:
+        assert seen.body["model"] == model
+        assert "tool_choice" not in seen.body
+        assert seen.body["output_config"]["format"]["type"] == "json_schema"
+        assert seen.body["output_config"].get("effort") == opts.effort
+        assert seen.body.get("thinking", {}).get("type") == opts.thinking
+        assert seen.body["max_tokens"] == opts.max_tokens
+    row = await _row(pool, verdict.decision_id)
+    assert (row["model_used"], row["output_tokens"]) == (model, out_tokens)
+    assert row["input_tokens"] == 840 + 2 * cached
+    assert row["cost_usd"] == cost
 
 
 async def test_thinking_blocks_before_the_answer_are_skipped(

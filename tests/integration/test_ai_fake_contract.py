@@ -233,26 +233,28 @@ async def test_assistant_prefill_is_refused_on_5_5(client: Any) -> None:
 
 
 async def test_either_auth_header_and_any_version_header(fake: Any) -> None:
-    """x-api-key or Authorization: Bearer with any anthropic-version; no key is a 401."""
-    bearer = anthropic.AsyncAnthropic(auth_token="sk-bearer", base_url=fake.base_url,
-                                      max_retries=0)  # fmt: skip
-    keyed = anthropic.AsyncAnthropic(
-        api_key="sk-key", base_url=fake.base_url, max_retries=0,
+    """Authorization: Bearer (SDK 2.x) or x-api-key (raw API, older SDKs), any version; no key
+    is a 401."""
+    bearer = anthropic.AsyncAnthropic(
+        api_key="sk-bearer", base_url=fake.base_url, max_retries=0,
         default_headers={"anthropic-version": "2099-01-01"},
     )  # fmt: skip
     try:
         await create(bearer, "claude-haiku-5-5", output_config=fmt())
-        await create(keyed, "claude-haiku-5-5", output_config=fmt())
-        assert fake.requests[0].headers["authorization"] == "Bearer sk-bearer"
-        assert fake.requests[1].headers["anthropic-version"] == "2099-01-01"
-        async with aiohttp.ClientSession() as http:  # the SDK refuses to send no key at all
-            body = {"model": "claude-haiku-5-5", "max_tokens": 64, "messages": MESSAGES}
-            async with http.post(f"{fake.base_url}/v1/messages", json=body) as resp:
-                assert resp.status == 401
-                assert (await resp.json())["error"]["type"] == "authentication_error"
     finally:
         await bearer.close()
-        await keyed.close()
+    assert fake.requests[0].headers["authorization"] == "Bearer sk-bearer"
+    assert fake.requests[0].headers["anthropic-version"] == "2099-01-01"
+    body = {"model": "claude-haiku-5-5", "max_tokens": 64, "messages": MESSAGES}
+    url = f"{fake.base_url}/v1/messages"
+    async with aiohttp.ClientSession() as http:  # the SDK refuses to send no key at all
+        keyed = {"x-api-key": "sk-key", "anthropic-version": "2023-06-01"}
+        async with http.post(url, json=body, headers=keyed) as resp:
+            assert resp.status == 200
+        async with http.post(url, json=body) as resp:
+            assert resp.status == 401
+            assert (await resp.json())["error"]["type"] == "authentication_error"
+    assert fake.requests[1].headers["x-api-key"] == "sk-key"
 
 
 async def test_models_api_resolves_aliases_and_keeps_retired_models(client: Any, fake: Any) -> None:

@@ -98,7 +98,8 @@ async def test_redis_outage_mid_replay_keeps_trading_and_reports_degraded(
         async with Replay(settings, pool, redis, keys, rows, DAY) as rp:
             await rp.preload(DAY)
             deps = SimpleNamespace(pool=pool, redis=redis, clock=rp.clock, health=rp.health,
-                                   services=[rp.bot])  # fmt: skip
+                                   services=[rp.bot], settings=settings,
+                                   metrics=rp.metrics)  # fmt: skip
 
             async def after(now: datetime, outcomes: dict[str, Outcome]) -> None:
                 assert (await ledger.verify(pool)).ok, now

@@ -2,24 +2,25 @@
 
 from __future__ import annotations
 
+import inspect
 from decimal import Decimal
 from typing import Any
 
 import anthropic
-import httpx
+import httpx2
 import pytest
 
 from coinpilot import prompts
 from coinpilot.adapters.llm import Usage, build_request, classify, estimate_cost
-from coinpilot.config import ModelPrice
+from coinpilot.config import ModelPrice, ModelSettings
 
-REQ = httpx.Request("POST", "http://127.0.0.1/v1/messages")
+REQ = httpx2.Request("POST", "http://127.0.0.1/v1/messages")
 
 
 def status_error(status: int, etype: str, message: str, **extra: Any) -> anthropic.APIStatusError:
     body = {"type": "error", "error": {"type": etype, "message": message, **extra}}
     headers = {"retry-after": "2"} if status == 429 else {}
-    resp = httpx.Response(status, json=body, headers=headers, request=REQ)
+    resp = httpx2.Response(status, json=body, headers=headers, request=REQ)
     client = anthropic.AsyncAnthropic(api_key="x", base_url="http://127.0.0.1")
     return client._make_status_error(f"Error code: {status}", body=body, response=resp)
 
@@ -62,7 +63,9 @@ def test_timeouts_and_connection_errors() -> None:
 def test_request_uses_structured_output_caches_the_system_prompt_and_sends_no_sampling() -> None:
     """output_config.format carries the schema; no tool forcing, no temperature."""
     fmt = prompts.output_format("analyst")
-    body = build_request(model="m", system="s", user="u", output_format=fmt, max_tokens=64)
+    body = build_request(
+        model="m", system="s", user="u", output_format=fmt, options=ModelSettings(max_tokens=64)
+    )
     assert body["output_config"] == {"format": fmt}
     assert not {"tools", "tool_choice", "thinking"} & set(body)
     assert body["system"][0]["cache_control"] == {"type": "ephemeral"}
@@ -86,9 +89,39 @@ def test_prompts_no_longer_mention_a_tool() -> None:
         assert "JSON object" in prompts.system(role)
 
 
-def test_cost_counts_cache_tokens_at_their_rates() -> None:
-    """1M input at $1, 1M output at $5, cache write 1.25×, cache read 0.1×."""
-    price = ModelPrice(input_per_mtok=1.0, output_per_mtok=5.0)
-    usage = Usage(1_000_000, 1_000_000, 1_000_000, 1_000_000)
-    assert estimate_cost(usage, price) == Decimal("7.35")
-    assert estimate_cost(usage, None) is None
+def test_effort_and_thinking_are_sent_only_when_configured() -> None:
+    """A model's effort and thinking type go into the body; unset ones are left out."""
+    fmt = prompts.output_format("guardian")
+    opts = ModelSettings(max_tokens=2048, effort="low", thinking="disabled")
+    body = build_request(model="m", system="s", user="u", output_format=fmt, options=opts)
+    assert body["output_config"] == {"format": fmt, "effort": "low"}
+    assert body["thinking"] == {"type": "disabled"}
+    assert body["max_tokens"] == 2048
+
+
+def test_cost_uses_the_four_configured_prices() -> None:
+    """Sonnet 5.5 list prices: 2 in, 10 out, 2.50 cache write, 0.10 cache read per MTok.
+
+    412 input + 1,000 cache write + 2,000 cache read + 190 output tokens:
+    412×2 + 1000×2.5 + 2000×0.1 + 190×10 = 824 + 2500 + 200 + 1900 = 5424 µ$ = $0.005424.
+    """
+    price = ModelPrice(
+        input_per_mtok=Decimal("2"), output_per_mtok=Decimal("10"),
+        cache_write_per_mtok=Decimal("2.5"), cache_read_per_mtok=Decimal("0.10"),
+    )  # fmt: skip
+    assert estimate_cost(Usage(412, 190, 1000, 2000), price) == Decimal("0.005424")
+    assert estimate_cost(Usage(412, 190, 1000, 2000), None) is None
+
+
+def test_every_request_key_is_a_keyword_of_the_installed_sdk() -> None:
+    """SDK 1.x removed temperature/top_p/top_k and output_format from create(): we send none."""
+    client = anthropic.AsyncAnthropic(api_key="x", base_url="http://127.0.0.1")
+    accepted = set(inspect.signature(client.messages.create).parameters)
+    opts = ModelSettings(max_tokens=512, effort="low", thinking="adaptive")
+    body = build_request(
+        model="m", system="s", user="u", output_format=prompts.output_format("analyst"),
+        options=opts,
+    )  # fmt: skip
+    assert set(body) <= accepted
+    assert not {"temperature", "top_p", "top_k", "output_format"} & accepted
+    assert anthropic.__version__.startswith("2.")

@@ -214,3 +214,39 @@ def test_csv_with_a_wrong_header_is_refused(tmp_path: Path) -> None:
     path.write_text("ts,open,high,low,close\n")
     with pytest.raises(CsvFormatError, match="line 1"):
         read_csv(path)
+
+
+def test_csv_refuses_rows_out_of_time_order(tmp_path: Path) -> None:
+    """Times must ascend: a row earlier than the one above it is named by its line."""
+    body = (
+        "KRW-BTC,2018-01-25T06:42:00Z,100,110,90,105,1,100\n"
+        "KRW-BTC,2018-01-25T06:44:00Z,100,110,90,105,1,100\n"
+        "KRW-BTC,2018-01-25T06:43:00Z,100,110,90,105,1,100\n"
+        "KRW-BTC,2018-01-25T06:45:00Z,100,110,90,105,1,100,7\n"
+    )
+    with pytest.raises(CsvFormatError) as err:
+        read_csv(_csv(tmp_path, body))
+    problems = {p.line: p.reason for p in err.value.problems}
+    assert sorted(problems) == [4, 5]
+    assert "ascend" in problems[4]
+    assert problems[5] == "expected 8 fields, got 9"
+
+
+def test_an_hourly_file_is_not_taken_for_minutes(tmp_path: Path) -> None:
+    """Hour-spaced candles (one gap of a minute among them) are refused as not 1-minute."""
+    times = ["06:00", "07:00", "07:01", "08:01", "09:01"]
+    body = "".join(f"KRW-ETH,2024-01-01T{t}:00Z,100,110,90,105,1,\n" for t in times)
+    with pytest.raises(CsvFormatError) as err:
+        read_csv(_csv(tmp_path, body))
+    (problem,) = err.value.problems
+    assert problem.line == 3
+    assert "1 h apart" in problem.reason
+    assert "not a 1-minute file" in problem.reason
+
+
+def test_minute_candles_with_gaps_are_accepted(tmp_path: Path) -> None:
+    """Missing minutes are normal (no trades); mostly one minute apart is a 1-minute file."""
+    times = ["06:00", "06:01", "06:02", "06:30", "06:31", "09:00"]
+    body = "".join(f"KRW-ETH,2024-01-01T{t}:00Z,100,110,90,105,0,\n" for t in times)
+    rows = read_csv(_csv(tmp_path, body))
+    assert [r.ts.minute for r in rows] == [0, 1, 2, 30, 31, 0]
