@@ -30,6 +30,7 @@ from coinpilot.embedded import EmbeddedPostgres, EmbeddedRedis, state_path
 from coinpilot.errors import DependencyDown, FatalError
 from coinpilot.observability import Health, Metrics
 from coinpilot.sdnotify import SdNotifier, watchdog_interval_s
+from coinpilot.services.minute_events import MinuteEvents
 
 log = structlog.get_logger(__name__)
 
@@ -58,6 +59,8 @@ class Deps:
     services: list[Service] = field(default_factory=list)
     before_scrape: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)
+    # "Minute stored" events: the collector publishes, the bot subscribes.
+    minute_events: MinuteEvents = field(default_factory=MinuteEvents)
     lock: db.DaemonLock | None = None  # the one-daemon lock; trading stops while it is lost
 
 

@@ -285,7 +285,13 @@ class ScheduleConfig(Model):
 
 
 class ReportConfig(Model):
-    openai_model: str = "gpt-4o-mini"
+    """The daily report's summary model. gpt-6-luna is a reasoning model: no temperature,
+    a reasoning effort, and an output cap that covers reasoning and answer together."""
+
+    openai_model: str = "gpt-6-luna"
+    reasoning_effort: Literal["none", "low", "medium", "high", "xhigh", "max"] | None = "low"
+    temperature: float | None = Field(None, ge=0, le=2)  # only for non-reasoning models
+    max_completion_tokens: int = Field(1024, ge=16)
     timeout_s: float = Field(30.0, gt=0)
 
 
@@ -510,11 +516,15 @@ def load_config(
         data.setdefault("http", {})["port"] = env.http_port
     if env.upbit_url:
         data.setdefault("upbit", {})["base_url"] = env.upbit_url
+    return Settings(app=parse_app(data), env=env, source=str(chosen))
+
+
+def parse_app(data: Mapping[str, Any]) -> AppConfig:
+    """The YAML mapping as an ``AppConfig``, or ConfigError naming the bad field."""
     try:
-        app = AppConfig.model_validate(data)
+        return AppConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_describe(exc)) from None
-    return Settings(app=app, env=env, source=str(chosen))
 
 
 def redacted(settings: Settings) -> dict[str, Any]:

@@ -179,6 +179,42 @@ def _error_code(exc: anthropic.APIStatusError) -> str | None:
     return None
 
 
+CONFIG_STATUSES = frozenset({400, 401, 403, 404})
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    """What the Models API says about a configured id."""
+
+    requested: str
+    resolved: str | None  # the snapshot an alias points at; None when unknown
+    lifecycle: str  # active | deprecated | retired | unknown
+    retires_at: str | None = None
+
+    @property
+    def usable(self) -> bool:
+        return self.lifecycle in ("active", "deprecated")
+
+
+async def model_status(
+    client: anthropic.AsyncAnthropic, model: str, timeout_s: float
+) -> ModelStatus:
+    """``GET /v1/models/{id}``: 404 means unknown; retired models stay listed as retired."""
+    try:
+        info = await client.models.retrieve(model, timeout=timeout_s)
+    except anthropic.NotFoundError:
+        return ModelStatus(model, None, "unknown")
+    except anthropic.AnthropicError as exc:
+        raise classify(exc) from exc
+    retires = getattr(info, "retires_at", None)
+    return ModelStatus(
+        model,
+        info.id,
+        str(getattr(info, "lifecycle", None) or "active"),
+        retires.isoformat() if retires is not None else None,
+    )
+
+
 def classify(exc: BaseException) -> LlmFailure:
     """Map an SDK exception to a reason code by type and HTTP status, not by message text."""
     if isinstance(exc, anthropic.APITimeoutError | TimeoutError):
@@ -191,6 +227,10 @@ def classify(exc: BaseException) -> LlmFailure:
     text = f"HTTP {status} {exc.type or ''}: {msg}".strip()
     if status == 402 or (status == 400 and "credit balance is too low" in msg.lower()):
         return LlmFailure("low_credit", text, status=status)
+    if status in CONFIG_STATUSES:
+        # The request itself is wrong for this account or model (retired or unknown id,
+        # refused parameter, bad key): repeating it cannot help, the operator must act.
+        return LlmFailure("config_error", text, status=status)
     if status == 429:
         if _error_code(exc) == "enforced_spend_limit_reached":
             return LlmFailure("low_credit", text, status=status)

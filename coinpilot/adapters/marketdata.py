@@ -149,6 +149,42 @@ async def upsert_candles(
     return await _upsert_on(conn_or_pool, batch)
 
 
+class StoredMinute(NamedTuple):
+    symbol: str
+    ts: datetime
+    inserted: bool  # False: the minute was stored before and its values changed
+
+
+async def upsert_candles_changed(
+    conn_or_pool: asyncpg.Connection | asyncpg.Pool, rows: Iterable[CandleRow]
+) -> list[StoredMinute]:
+    """``upsert_candles`` that names the minutes it inserted or changed, oldest first.
+
+    The list is read after the commit, so a caller may announce those minutes at once."""
+    batch = list({(r.symbol, r.interval, r.ts): r for r in rows}.values())
+    if not batch:
+        return []
+    for r in batch:
+        if r.ts.tzinfo is None:
+            raise ValueError(f"candle time without a zone: {r.symbol} {r.ts}")
+    payload = _csv_bytes(batch)
+    if isinstance(conn_or_pool, asyncpg.Pool):
+        async with conn_or_pool.acquire() as conn:
+            records = await _upsert_returning(conn, payload)
+    else:
+        records = await _upsert_returning(conn_or_pool, payload)
+    changed = [StoredMinute(r["symbol"], r["ts"], r["inserted"]) for r in records]
+    return sorted(changed, key=lambda m: (m.ts, m.symbol))
+
+
+async def _upsert_returning(conn: asyncpg.Connection, payload: bytes) -> list[asyncpg.Record]:
+    async with conn.transaction():
+        await conn.execute(_CREATE_STAGE)
+        await conn.copy_to_table(_STAGE, source=io.BytesIO(payload), columns=COLUMNS, format="csv")
+        # xmax is 0 on a freshly inserted row version and set on an updated one.
+        return await conn.fetch(_UPSERT + " RETURNING m.symbol, m.ts, (m.xmax = 0) AS inserted")
+
+
 _SELECT_COLS = """extract(epoch FROM ts)::int8 AS t, open_price::float8 AS o,
     high_price::float8 AS h, low_price::float8 AS l, close_price::float8 AS c,
     volume::float8 AS v"""

@@ -8,9 +8,12 @@ COMMAND_MODULES: dict[str, str] = {
     "status": "coinpilot.commands.status",
     "verify-ledger": "coinpilot.commands.verify_ledger",
     "ai-report": "coinpilot.commands.ai_report",
+    "ai-review": "coinpilot.commands.ai_review",
     "job": "coinpilot.commands.job",
     "report": "coinpilot.commands.report",
     "backfill": "coinpilot.commands.backfill",
     "import-csv": "coinpilot.commands.import_csv",
     "backtest": "coinpilot.commands.backtest",
+    "optimize": "coinpilot.commands.optimize",
+    "optimize-worker": "coinpilot.commands.optimize_worker",
 }

@@ -185,8 +185,13 @@ def parse_guardian(data: Any) -> GuardianOpinion:
 
 
 # Audit only: the Analyst is asked not to re-judge what the rule engine already checked.
+# Word edges are ASCII letters, digits and "_" only: Python's \w counts Hangul as a word
+# character, so "RSI가" (RSI + a Korean particle) would otherwise not be a whole word.
+_EDGE_BEFORE, _EDGE_AFTER = r"(?<![A-Za-z0-9_])", r"(?![A-Za-z0-9_])"
 _BOUNDARY_WORDS = re.compile(
-    r"\b(rsi|ma20|ma\(20\)|moving average|volume ratio|vol_ratio|bb_lower|bb 하단)(?!\w)",
+    _EDGE_BEFORE
+    + r"(rsi|ma20|ma\(20\)|moving average|volume ratio|vol_ratio|bb_lower|bb 하단)"
+    + _EDGE_AFTER,
     re.IGNORECASE,
 )
 _BOUNDARY_KO = ("거래량", "볼린저")

@@ -30,8 +30,10 @@ def status_error(status: int, etype: str, message: str, **extra: Any) -> anthrop
     [
         (400, "invalid_request_error", "Your credit balance is too low to access", "low_credit",
          False),
-        (400, "invalid_request_error", "messages: Field required", "api_error", False),
-        (401, "authentication_error", "invalid x-api-key", "api_error", False),
+        (400, "invalid_request_error", "messages: Field required", "config_error", False),
+        (401, "authentication_error", "invalid x-api-key", "config_error", False),
+        (404, "not_found_error", "model: claude-sonnet-4-5", "config_error", False),
+        (413, "request_too_large", "too large", "api_error", False),
         (429, "rate_limit_error", "slow down", "rate_limited", True),
         (500, "api_error", "boom", "server_error", True),
         (529, "overloaded_error", "Overloaded", "overloaded", True),

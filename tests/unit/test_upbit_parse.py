@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import bisect
+import random
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -165,6 +168,46 @@ async def test_budget_counts_a_window_from_each_response() -> None:
     before = clock.monotonic()
     budget.done(await budget.acquire())
     assert clock.monotonic() - before >= 1.0
+
+
+@pytest.mark.parametrize(
+    "reply_times",
+    [(0.0,), (0.0, 0.0, 0.001, 0.0137, 0.05, 0.2)],
+    ids=["instant_replies", "uneven_replies"],
+)
+async def test_budget_never_grants_more_than_ten_in_any_second_of_a_long_run(
+    reply_times: tuple[float, ...],
+) -> None:
+    """Ten simulated minutes of 40 concurrent senders: any 1 s holds at most 10 grants.
+
+    Queued senders wait on the lock while slots expire; a window edge must release one
+    sender per expired slot, never the whole queue at once, and must never stop granting.
+    """
+    clock = SimulatedClock(datetime(2024, 1, 1, tzinfo=UTC))
+    budget = RequestBudget(clock, 10)
+    rng = random.Random(13)
+    granted: list[float] = []
+
+    async def sender() -> None:
+        while clock.monotonic() < 600.0:
+            slot = await budget.acquire()
+            granted.append(clock.monotonic())
+            await clock.sleep(rng.choice(reply_times))
+            budget.done(slot)
+
+    hung_at = None
+    try:
+        # A guard against a budget that spins without moving the clock, not a timing check.
+        await asyncio.wait_for(asyncio.gather(*(sender() for _ in range(40))), timeout=30)
+    except TimeoutError:
+        hung_at = clock.monotonic()
+    granted.sort()
+    worst = max(bisect.bisect_left(granted, t + 1.0) - i for i, t in enumerate(granted))
+    assert worst <= 10, f"{worst} grants within one second"
+    assert hung_at is None, f"the budget stopped granting at {hung_at:.6f} s simulated"
+    # And it keeps sending: every reply and poll moves the one shared simulated clock, so
+    # the run cannot reach the ideal 10 per 1.05 s, but it must stay well above 8 a second.
+    assert len(granted) >= 8 * 600
 
 
 async def test_budget_holds_when_the_server_says_the_second_is_used_up() -> None:
