@@ -17,8 +17,6 @@ from coinpilot.config import Settings
 from coinpilot.services.jobs import JobContext
 from coinpilot.services.outbox_sender import outbox_summary
 
-HELP = "print each symbol's price, regime, position and last decision, and the account"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
