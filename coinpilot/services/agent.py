@@ -77,7 +77,11 @@ def input_hash(analyst_text: str, guardian_text: str) -> str:
 
 
 async def prepare(pool: asyncpg.Pool, settings: Settings, cand: EntryCandidate) -> Prepared:
-    """Load the candidate's 36 h of minutes and build its context, messages and hash."""
+    """Load the candidate's 36 h of minutes and build its context, messages and hash.
+
+    Nothing that depends on the portfolio (the order size) is shown to the model, so the
+    hash, and with it a replay, is the same under any risk configuration.
+    """
     cfg = settings.app.ai
     ref = cand.candle_ts + timedelta(minutes=1)  # the candidate's minute has closed
     minutes = await marketdata.load_range(
@@ -107,7 +111,6 @@ async def prepare(pool: asyncpg.Pool, settings: Settings, cand: EntryCandidate) 
         "regime": cand.regime,
         "price": cand.price,
         "candle_ts": cand.candle_ts.isoformat(),
-        "order_krw": cand.order_krw,
         "entry_config": dict(cand.entry_config),
         "ma_gap_pct": ctx.ma_gap_pct,
         "pattern_features": ctx.patterns,
@@ -426,6 +429,10 @@ class AgentRunner:
         row["cost_usd"] = cost
         notify = notification(prep, row) if trace is not None else None
         decision_id = await self._record(row, notify)
+        if approved and decision_id is None:
+            # An approval nobody can audit or replay must not buy.
+            approved, code = False, "record_failed"
+            reasoning = f"approval not recorded, entry skipped: {reasoning}"[:REASON_MAX]
         self._observe(approved, code, latency, trace, cost)
         log.info(
             "ai_decision",

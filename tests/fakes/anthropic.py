@@ -133,7 +133,8 @@ class Reply:
     delay_s: float = 0.0
     stop_reason: str | None = None  # "refusal" or "max_tokens" shape the content as documented
     text: str | None = None  # the text block verbatim instead of the JSON of ``data``
-    raw_body: str | None = None  # a 200 whose body is this text (text/html), not a message
+    raw_body: str | None = None  # a 200 whose body is this text, not a message
+    raw_content_type: str = "text/html"
     thinking_blocks: int | None = None  # None: the model's default (one when it thinks)
     refusal_category: str | None = "general_harms"
     headers: dict[str, str] = field(default_factory=dict)
@@ -340,7 +341,7 @@ class FakeAnthropic:
                 reply.status, reply.error_type, reply.message, rid, reply.headers, reply.error_code
             )
         if reply.raw_body is not None:
-            return web.Response(text=reply.raw_body, content_type="text/html",
+            return web.Response(text=reply.raw_body, content_type=reply.raw_content_type,
                                 headers={"request-id": rid})  # fmt: skip
         return web.json_response(_message(body, spec, reply), headers={"request-id": rid})
 

@@ -107,10 +107,10 @@ async def test_a_symbol_stored_late_is_decided_late_never_skipped(
         close = m + MINUTE
         clock.set(close + timedelta(seconds=1))
         await _store(pool, hub, rows["KRW-AVAX"][m])
-        await bot.decide_ready()  # AVAX waits for BTC (within symbol_timeout_s)
+        await bot.decide_ready()  # AVAX waits for BTC (within late_symbol_s)
         late = timedelta(seconds=10 if i < 4 else 90)
         if i >= 4:  # past the timeout AVAX goes on alone
-            clock.set(close + timedelta(seconds=settings.app.bot.symbol_timeout_s + 1))
+            clock.set(close + timedelta(seconds=settings.app.bot.late_symbol_s + 1))
             await bot.decide_ready()
         clock.set(close + late)
         await _store(pool, hub, rows["KRW-BTC"][m])
