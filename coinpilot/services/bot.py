@@ -344,12 +344,14 @@ class BotService(PeriodicService):
         candle_ts = candles.last_ts if candles is not None and len(candles) else None
         info = {"regime": regime, "entry_regime": pos.regime, "entry_avg_price": str(pos.avg_price),
                 **(snap.as_dict() if snap else {})}  # fmt: skip
-        if not self._fresh(candles, inputs.now):  # never a fill at an old (or made-up) price
-            age = f"{(inputs.now - candle_ts).total_seconds():.0f} s old" if candle_ts else "none"
+        if candle_ts is not None and not self._fresh(candles, inputs.now):
+            # After downtime (or a symbol without trades) never a fill at an old price.
+            due = f"{decision.reason} due, " if decision.should_exit else ""
+            age = (inputs.now - candle_ts).total_seconds()
             return Outcome(sym, "HOLD (POS)", "stale_data",
-                           f"[{pos.regime}] waiting for a candle no older than "
-                           f"{self.app.bot.max_candle_age_s:.0f} s to decide the exit "
-                           f"(newest: {age})", regime, close, candle_ts, info)  # fmt: skip
+                           f"[{pos.regime}] {due}waiting for a candle no older than "
+                           f"{self.app.bot.max_candle_age_s:.0f} s (newest: {age:.0f} s old)",
+                           regime, close, candle_ts, info)  # fmt: skip
         if decision.should_exit and (close is None or candle_ts is None):
             # No stored candle to fill at: never a made-up price, the exit waits for one.
             return Outcome(sym, "HOLD (POS)", "exit_no_price",
