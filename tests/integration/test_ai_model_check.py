@@ -94,7 +94,7 @@ async def test_retired_model_at_start_up_stops_the_ai_step(
     assert gauge(deps) == 1
     assert fake.lookups == ["claude-sonnet-4-5"]
     assert fake.count == 0
-    assert [(v.approved, v.reason_code) for v in verdicts] == [(False, "ai_unavailable")] * 3
+    assert [(v.approved, v.reason_code) for v in verdicts] == [(False, "unavailable")] * 3
     assert "ai.models.prod = claude-sonnet-4-5" in verdicts[0].reasoning
     rows = await system_rows(pool)
     assert len(rows) == 1
@@ -124,7 +124,7 @@ async def test_unknown_model_is_named_too(build: Any, fake: Any) -> None:
     assert line["model"] == "claude-sonnet-9"
     assert "unknown" in line["message"]
     assert gauge(deps) == 1
-    assert (await step.review(candidate())).reason_code == "ai_unavailable"
+    assert (await step.review(candidate())).reason_code == "unavailable"
 
 
 async def test_deprecated_model_warns_and_keeps_working(build: Any, fake: Any) -> None:
@@ -152,7 +152,7 @@ async def test_retirement_at_run_time_is_a_configuration_error_not_a_streak(
     assert (first.approved, first.reason_code) == (False, "config_error")
     assert "not_found_error" in first.reasoning
     assert len(fake.rejected) == 1  # one request reached the API, none after
-    assert {v.reason_code for v in later} == {"ai_unavailable"}
+    assert {v.reason_code for v in later} == {"unavailable"}
     assert [e["event"] for e in logs].count("ai_misconfigured") == 1
     assert gauge(deps) == 1
     assert len(await system_rows(pool)) == 1
