@@ -11,8 +11,12 @@ import importlib
 import sys
 from collections.abc import Sequence
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 from coinpilot.commands import COMMAND_MODULES
+
+if TYPE_CHECKING:
+    from coinpilot.errors import ConfigError
 
 
 def _entry(name: str) -> tuple[str, str | None]:
