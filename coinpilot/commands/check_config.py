@@ -8,8 +8,6 @@ import yaml
 
 from coinpilot.config import Settings, redacted
 
-HELP = "validate the configuration and print it with secrets masked"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     del parser

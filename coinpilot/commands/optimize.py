@@ -22,7 +22,6 @@ import structlog
 from coinpilot.commands.backtest import _utc
 from coinpilot.config import Settings
 
-HELP = "walk-forward parameter search on the backtester, with out-of-sample figures"
 log = structlog.get_logger(__name__)
 REGIMES = ("BULL", "SIDEWAYS", "BEAR")
 

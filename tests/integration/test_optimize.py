@@ -209,3 +209,50 @@ def test_two_workers_share_one_postgresql_study(
         assert len(set(params)) == len(params)
         workers |= {t.user_attrs["worker"] for t in proper}
     assert len(workers) == 2
+
+
+def test_on_pure_noise_the_overfitting_estimates_say_so(tmp_path: Path) -> None:
+    """Driftless random walks without fees: nothing to find. The deflated Sharpe of each
+    search's best stays below 0.95 (not significant), and PBO does not look like an edge.
+    PBO's expectation on noise is 0.5 and one history can give anything from about 0.2 to
+    1.0, so it is asserted on the mean of the first four seeds' histories, not per history."""
+    import numpy as np
+
+    from coinpilot.domain.candles import Candles
+    from coinpilot.optimize import report
+    from coinpilot.optimize.folds import make_folds
+    from coinpilot.optimize.study import Spec, create_studies, fingerprint, quiet_optuna, work
+
+    app = load_config(simple_entry_config(tmp_path / "n.yaml", fee_rate="0", slippage="0"),
+                      environ={}).app  # fmt: skip
+    space = {"parameters": {
+        "regimes.SIDEWAYS.entry.rsi_7_trigger": {"low": 15, "high": 40},
+        TP: {"low": 0.002, "high": 0.05},
+        "regimes.SIDEWAYS.exit.stop_loss_pct": {"low": 0.002, "high": 0.05},
+    }}  # fmt: skip
+    quiet_optuna()
+    pbos = []
+    for seed in range(4):
+        closes = noise_closes(24.0, seed)
+        ts = 1_704_067_200 + 60 * np.arange(len(closes), dtype=np.int64)
+        prev = np.concatenate([[closes[0]], closes[:-1]])
+        c = Candles("KRW-SYN", ts, prev, np.maximum(prev, closes), np.minimum(prev, closes),
+                    closes, np.ones(len(closes)))  # fmt: skip
+        candles = {c.symbol: c}
+        folds = make_folds(int(ts[0]), int(ts[-1]) + 60, 1, "rolling", 200 * 60)
+        spec = Spec(
+            name="noise", source={"csv": []}, fingerprint=fingerprint(candles),
+            base=app.model_dump(mode="json"), space=space, folds=[f.as_dict() for f in folds],
+            fold_mode="rolling", objective="sharpe", min_trades=3, trials=16, seed=seed,
+            fixed_regime="SIDEWAYS",
+        )  # fmt: skip
+        storage = optuna.storages.InMemoryStorage()
+        create_studies(spec, storage)
+        work(spec, storage, candles)
+        doc, _ = report.build(spec, storage, candles)
+        over = doc["folds"][0]["overfitting"]
+        assert over["days"] >= 12
+        assert over["deflated_sharpe"]["probability"] < 0.95
+        assert not over["deflated_sharpe"]["significant"]
+        pbos.append(over["pbo"])
+    assert sum(pbos) / len(pbos) >= 0.4, pbos
