@@ -332,9 +332,14 @@ class ReportConfig(Model):
 class NotifyConfig(Model):
     enabled: bool = True
     poll_interval_s: float = Field(2.0, gt=0, le=600)
-    max_attempts: int = Field(3, ge=1, le=10)
+    # Failed sends are retried with backoff until the row is this old, then given up on.
+    max_age_h: float = Field(24.0, gt=0, le=24 * 30)
     backoff_base_s: float = Field(1.0, ge=0, le=3600)
-    timeout_s: float = Field(10.0, gt=0, le=120)
+    backoff_max_s: float = Field(1800.0, ge=0, le=86400)
+    timeout_s: float = Field(10.0, gt=0, le=120)  # connecting and sending the request
+    # Waiting for Discord's answer once the message is sent: giving up early would send the
+    # message again although Discord may have accepted it.
+    reply_timeout_s: float = Field(120.0, gt=0, le=600)
 
 
 class HealthConfig(Model):
