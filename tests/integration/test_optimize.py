@@ -256,3 +256,28 @@ def test_on_pure_noise_the_overfitting_estimates_say_so(tmp_path: Path) -> None:
         assert not over["deflated_sharpe"]["significant"]
         pbos.append(over["pbo"])
     assert sum(pbos) / len(pbos) >= 0.4, pbos
+
+
+async def test_database_history_gives_the_csv_search(
+    planted: dict[str, Path],
+    planted_report: dict[str, Any],
+    pool: Any,
+    db_dsn: str,
+    redis_url_base: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The planted candles stored in market_data and searched with --symbols/--start/--end
+    give the very report the CSV search gave (same seed, same trials, same figures)."""
+    import asyncio
+
+    from coinpilot.adapters.csvdata import read_csv
+    from coinpilot.adapters.marketdata import upsert_candles
+
+    await upsert_candles(pool, read_csv(planted["csv"]))
+    monkeypatch.setenv("COINPILOT_DATABASE_URL", db_dsn)
+    monkeypatch.setenv("COINPILOT_REDIS_URL", redis_url_base)
+    args = _planted_args(planted)
+    at = args.index("--csv")
+    args[at : at + 2] = ["--symbols", "KRW-SYN", "--start", "2024-01-01", "--end", "2024-01-08"]
+    doc = await asyncio.to_thread(_optimize, planted["tmp"], *args, name="p", db="db.db")
+    assert doc == planted_report
