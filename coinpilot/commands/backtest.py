@@ -40,6 +40,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--from", dest="start", type=_utc, help="UTC start (database)")
     src.add_argument("--to", dest="end", type=_utc, help="UTC end, exclusive (database)")
     parser.add_argument(
+        "--start-at",
+        type=_utc,
+        metavar="TIME",
+        help="UTC time the simulated daemon starts deciding; earlier candles are history only "
+        "(compare with a live run that started then)",
+    )
+    parser.add_argument(
         "--ai",
         choices=("off", "replay"),
         default="off",
@@ -103,7 +110,9 @@ async def _run(args: argparse.Namespace, settings: Settings, progress: Progress)
 
             ai = ReplayStep(settings=settings, pool=pool, metrics=Metrics())
         started = time.perf_counter()
-        result = await run_backtest(candles, settings.app, ai=ai, progress=progress)
+        result = await run_backtest(
+            candles, settings.app, ai=ai, progress=progress, start=args.start_at
+        )
         return candles, result, time.perf_counter() - started
 
 
