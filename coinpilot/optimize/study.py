@@ -23,7 +23,7 @@ import os
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +60,6 @@ class Spec:
     trials: int
     seed: int
     fixed_regime: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def fold_list(self) -> list[Fold]:
         return [Fold(**f) for f in self.folds]

@@ -174,8 +174,9 @@ def test_invalid_combinations_are_pruned_not_run(tmp_path: Path) -> None:
 def test_two_workers_share_one_postgresql_study(
     tmp_path: Path, pg_admin_dsn: str, planted: dict[str, Path]
 ) -> None:
-    """`optimize` and an `optimize-worker` started beside it split N trials per fold: every
-    trial number below N exists once, both processes ran some, no parameter set twice."""
+    """`optimize --jobs 2` (itself and one local worker process) and an `optimize-worker`
+    started beside it split N trials per fold: every trial number below N exists once, the
+    processes all ran trials, no parameter set was tried twice."""
     import asyncio
 
     from tests.conftest import fresh_database
@@ -189,7 +190,7 @@ def test_two_workers_share_one_postgresql_study(
                 "--storage", dsn, "--wait", "60", env=env,
             )  # fmt: skip
             main = await asyncio.create_subprocess_exec(
-                *base, "optimize", *_planted_args(planted, "--trials", "16"), "--folds", "2",
+                *base, "optimize", *_planted_args(planted, "--trials", "16"), "--folds", "2", "--jobs", "2",
                 "--regime", "SIDEWAYS", "--study", "pg", "--storage", dsn, "--quiet", env=env,
             )  # fmt: skip
             assert await asyncio.wait_for(main.wait(), 120) == 0
@@ -208,7 +209,7 @@ def test_two_workers_share_one_postgresql_study(
         params = [tuple(sorted(t.params.items())) for t in proper]
         assert len(set(params)) == len(params)
         workers |= {t.user_attrs["worker"] for t in proper}
-    assert len(workers) == 2
+    assert len(workers) >= 2  # three processes; under load one may find the work done
 
 
 def test_on_pure_noise_the_overfitting_estimates_say_so(tmp_path: Path) -> None:
