@@ -190,8 +190,9 @@ def test_two_workers_share_one_postgresql_study(
                 "--storage", dsn, "--wait", "60", env=env,
             )  # fmt: skip
             main = await asyncio.create_subprocess_exec(
-                *base, "optimize", *_planted_args(planted, "--trials", "16"), "--folds", "2", "--jobs", "2",
-                "--regime", "SIDEWAYS", "--study", "pg", "--storage", dsn, "--quiet", env=env,
+                *base, "optimize", *_planted_args(planted, "--trials", "16"), "--folds", "2",
+                "--jobs", "2", "--regime", "SIDEWAYS", "--study", "pg", "--storage", dsn,
+                "--quiet", env=env,
             )  # fmt: skip
             assert await asyncio.wait_for(main.wait(), 120) == 0
             assert await asyncio.wait_for(worker.wait(), 60) == 0
