@@ -22,11 +22,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from coinpilot.adapters.marketdata import INTERVAL, CandleRow
 from coinpilot.domain.candles import Candles
 
 if TYPE_CHECKING:
     import polars as pl
+
+    from coinpilot.adapters.marketdata import CandleRow
 
 # polars' allocator keeps freed pages for seconds by default; a file read is one burst, so
 # they go back at once and the backtest that follows does not stand on the reader's peak.
@@ -336,7 +337,13 @@ def _checked(path: Path, parsed: pl.DataFrame, exact: bool) -> pl.DataFrame:
 def read_csv(path: Path, symbol: str | None = None) -> list[CandleRow]:
     """Every row of ``path`` (``symbol`` overrides the file's) as exact rows, or
     CsvFormatError; never partial. For the code that needs Decimals row by row."""
-    frame = read_frame(path, symbol)
+    return frame_rows(read_frame(path, symbol))
+
+
+def frame_rows(frame: pl.DataFrame) -> list[CandleRow]:
+    """The rows of a checked, exact frame as market_data rows with Decimal numbers."""
+    from coinpilot.adapters.marketdata import INTERVAL, CandleRow
+
     columns = [frame[f"{n}_text"].to_list() for n in NUMBERS]
     return [
         CandleRow(

@@ -30,8 +30,6 @@ from coinpilot.domain.snapshot import compute_snapshot
 from coinpilot.errors import ConfigError
 from coinpilot.observability import Metrics
 
-HELP = "ask the AI for one entry review of a symbol now (records nothing)"
-
 # Reason codes that are the model's own verdict, approving or not.
 VERDICTS = frozenset(
     {"approved", "analyst_reject", "low_confidence", "guardian_warning", "refusal"}

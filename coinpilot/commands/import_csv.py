@@ -27,8 +27,6 @@ from coinpilot.errors import DependencyDown
 if TYPE_CHECKING:
     import polars as pl
 
-HELP = "load candle CSV files (symbol,ts_utc,open,high,low,close,volume,value_krw)"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("files", nargs="+", type=Path, metavar="FILE")

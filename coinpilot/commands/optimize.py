@@ -22,7 +22,6 @@ import structlog
 from coinpilot.commands.backtest import _utc
 from coinpilot.config import Settings
 
-HELP = "walk-forward parameter search on the backtester, with out-of-sample figures"
 log = structlog.get_logger(__name__)
 REGIMES = ("BULL", "SIDEWAYS", "BEAR")
 
@@ -161,6 +160,10 @@ def run_search(args: argparse.Namespace, settings: Settings) -> tuple[Any, Any, 
     finally:
         for p in procs:
             p.join()
+    for i, p in enumerate(procs, start=1):
+        if p.exitcode:
+            log.error("optimize_worker_failed", worker=i, exitcode=p.exitcode)
+            print(f"coinpilot optimize: worker {i} exited with {p.exitcode}", file=sys.stderr)
     # Workers elsewhere may still be finishing the last trials they started.
     while study.running_trials(spec, storage):
         time.sleep(1.0)

@@ -13,8 +13,6 @@ import sys
 
 from coinpilot.config import Settings
 
-HELP = "join a `coinpilot optimize` search in shared storage and run its trials"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--study", required=True, help="the search name `optimize` printed")

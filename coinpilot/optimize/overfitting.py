@@ -20,8 +20,12 @@ Both are pure numpy functions of the trials' per-period (daily) returns.
   after the selection; 0.95 is the usual bar for "significant".
 
 Conventions here: Sharpe = mean / sample std (ddof = 1) of the per-period returns, not
-annualised, and 0 where the std is 0; V[SR̂ₙ] is the sample variance across trials;
-skewness and kurtosis are the population moments (as scipy.stats with bias=True).
+annualised, and 0 where the std is 0; skewness and kurtosis are the population moments (as
+scipy.stats with bias=True). V[SR̂ₙ] is the sample variance across trials, but never less
+than 1 / (T − 1), the variance of a Sharpe estimate from T normal returns when the true
+Sharpe is 0 (Lo 2002; the paper's eq. for V[SR̂] at SR = 0). The paper assumes independent
+trials; an adaptive sampler proposes near-copies of its best, whose narrow spread would
+understate what luck alone reaches. The floor keeps the deflation conservative.
 """
 
 from __future__ import annotations
@@ -98,13 +102,19 @@ def cscv_pbo(returns: F64, splits: int = 16) -> Pbo:
     return Pbo(pbo=pbo, logits=logits, splits=splits, combinations=len(logits))
 
 
-def expected_max_sharpe(trial_sharpes: F64) -> float:
-    """SR₀: the Sharpe the best of N unskilled trials reaches by luck (0 for one trial)."""
+def expected_max_sharpe(trial_sharpes: F64, n_obs: int | None = None) -> float:
+    """SR₀: the Sharpe the best of N unskilled trials reaches by luck (0 for one trial).
+
+    With ``n_obs`` (T), the variance across trials is floored at 1 / (T − 1).
+    """
     srs = np.asarray(trial_sharpes, dtype=np.float64)
     n = len(srs)
     if n < 2:
         return 0.0
-    spread = math.sqrt(float(np.var(srs, ddof=1)))
+    variance = float(np.var(srs, ddof=1))
+    if n_obs is not None and n_obs > 1:
+        variance = max(variance, 1.0 / (n_obs - 1))
+    spread = math.sqrt(variance)
     z1 = _NORMAL.inv_cdf(1.0 - 1.0 / n)
     z2 = _NORMAL.inv_cdf(1.0 - 1.0 / (n * math.e))
     return spread * ((1.0 - EULER_GAMMA) * z1 + EULER_GAMMA * z2)
@@ -139,7 +149,7 @@ def deflated_sharpe(returns: F64, trial_sharpes: F64) -> Deflated:
     """DSR of the chosen trial's per-period ``returns`` given all trials' Sharpe ratios."""
     r = np.asarray(returns, dtype=np.float64)
     sr = float(sharpe_columns(r.reshape(-1, 1))[0]) if len(r) >= 2 else 0.0
-    sr0 = expected_max_sharpe(trial_sharpes)
+    sr0 = expected_max_sharpe(trial_sharpes, len(r))
     skew, kurt = moments(r) if len(r) else (0.0, 3.0)
     n = len(r)
     prob: float | None = None

@@ -2,9 +2,11 @@
 
 ``AgentRunner.review`` is the bot's ``AiStep``. The bot awaits it in a background task, so
 a slow model never delays exits or the next cycle; here each review is bounded by one
-deadline (``ai.timeout_s``, 40 s) that covers the wait for a concurrency slot, every model
-request and every retry. Whatever happens, the run ends as a verdict and one
-agent_decisions row; only CONFIRM + SAFE approves.
+deadline (``ai.timeout_s``, 60 s for thinking models, see the README) that covers the wait
+for a concurrency slot, every model request and every retry. Whatever happens, the run ends
+as a verdict and one agent_decisions row; only CONFIRM + SAFE approves, and only once that
+row is saved. A model the API will not serve as configured stops the step (see
+``check_model``/``stop_ai``); entries then follow ``ai.on_unavailable``.
 """
 
 from __future__ import annotations
@@ -77,7 +79,11 @@ def input_hash(analyst_text: str, guardian_text: str) -> str:
 
 
 async def prepare(pool: asyncpg.Pool, settings: Settings, cand: EntryCandidate) -> Prepared:
-    """Load the candidate's 36 h of minutes and build its context, messages and hash."""
+    """Load the candidate's 36 h of minutes and build its context, messages and hash.
+
+    Nothing that depends on the portfolio (the order size) is shown to the model, so the
+    hash, and with it a replay, is the same under any risk configuration.
+    """
     cfg = settings.app.ai
     ref = cand.candle_ts + timedelta(minutes=1)  # the candidate's minute has closed
     minutes = await marketdata.load_range(
@@ -107,7 +113,6 @@ async def prepare(pool: asyncpg.Pool, settings: Settings, cand: EntryCandidate) 
         "regime": cand.regime,
         "price": cand.price,
         "candle_ts": cand.candle_ts.isoformat(),
-        "order_krw": cand.order_krw,
         "entry_config": dict(cand.entry_config),
         "ma_gap_pct": ctx.ma_gap_pct,
         "pattern_features": ctx.patterns,
@@ -246,7 +251,7 @@ class AgentRunner:
 
     def _fallback(self, unavailable: Unavailable) -> AiVerdict:
         rules_only = self.cfg.on_unavailable == "rules_only"
-        code = "rules_only" if rules_only else "ai_unavailable"
+        code = "rules_only" if rules_only else "unavailable"  # the bot logs ai_<code>
         self.metrics.ai_decisions.labels(outcome="approved" if rules_only else "rejected",
                                          reason=code).inc()  # fmt: skip
         return AiVerdict(rules_only, code, unavailable.text(self.cfg.on_unavailable))
@@ -426,6 +431,10 @@ class AgentRunner:
         row["cost_usd"] = cost
         notify = notification(prep, row) if trace is not None else None
         decision_id = await self._record(row, notify)
+        if approved and decision_id is None:
+            # An approval nobody can audit or replay must not buy.
+            approved, code = False, "record_failed"
+            reasoning = f"approval not recorded, entry skipped: {reasoning}"[:REASON_MAX]
         self._observe(approved, code, latency, trace, cost)
         log.info(
             "ai_decision",

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import time
 from dataclasses import dataclass, field
@@ -33,7 +34,9 @@ import redis.asyncio as aioredis
 import structlog
 
 from coinpilot.adapters import ledger
+from coinpilot.adapters import marketdata as md
 from coinpilot.adapters.cache import REDIS_ERRORS, Keys
+from coinpilot.adapters.db import DaemonLock
 from coinpilot.clock import Clock, floor_minute
 from coinpilot.config import Settings
 from coinpilot.domain import risk
@@ -50,9 +53,11 @@ from coinpilot.domain.strategy import (
 )
 from coinpilot.observability import Health, Metrics
 from coinpilot.services.base import PeriodicService
+from coinpilot.services.minute_events import MinuteEvents, MinuteStored
 from coinpilot.services.windows import CandleWindows
 
 log = structlog.get_logger(__name__)
+MINUTE = timedelta(minutes=1)
 
 
 @dataclass
@@ -68,6 +73,7 @@ class Outcome:
     candle_ts: datetime | None = None
     indicators: dict[str, Any] = field(default_factory=dict)
     position: dict[str, Any] = field(default_factory=dict)
+    minute: datetime | None = None  # the closed minute this outcome decided
 
 
 @dataclass
@@ -103,6 +109,10 @@ class BotService(PeriodicService):
         metrics: Metrics,
         ai: AiStep | None = None,
         symbols: list[str] | None = None,
+        events: MinuteEvents | None = None,
+        collector: Any = None,
+        jobs: Any = None,
+        lock: DaemonLock | None = None,
     ) -> None:
         app = settings.app
         super().__init__(
@@ -121,6 +131,18 @@ class BotService(PeriodicService):
         self.last_outcomes: dict[str, Outcome] = {}
         self.windows = CandleWindows(app.bot.candle_window, overlap=app.collector.recent_candles)
         self._marks: dict[str, float] = {}  # the last cycle's prices, for late AI verdicts
+        # Minute-driven decisions: with an event source the bot decides each symbol's minute
+        # when the collector says it is stored, instead of on a clock tick.
+        # Subscribed before anything is read, so no minute stored meanwhile slips through.
+        self.minute_events = events
+        self._events = events.subscribe() if events is not None else None
+        self.collector, self.jobs = collector, jobs
+        self.stored: dict[str, datetime] = {}  # per symbol: the newest minute stored
+        self.caught_up_to: dict[str, datetime] = {}  # per symbol: stored before we started
+        self.published: dict[str, set[datetime]] = {}  # per symbol: announced, not decided
+        self.decided: dict[str, datetime] = {}  # per symbol: the newest minute decided
+        self._held: set[str] = set()  # symbols with a position, as of the last ledger read
+        self.lock = lock  # the one-daemon lock: no fill unless it is held
 
     @property
     def ai_is_inline(self) -> bool:
@@ -129,9 +151,40 @@ class BotService(PeriodicService):
     # -- start-up ----------------------------------------------------------------------
 
     async def startup(self) -> None:
+        """Reconcile, then (minute-driven) wait for the catch-up and the start-up jobs.
+
+        Decisions start only after the collector's catch-up backfill and the regime and
+        volatility jobs computed on that complete data; they resume at the minute after the
+        last one decided, but never on a minute that closed more than ``max_candle_age_s``
+        ago (the daemon was down then: no fill at a stale price).
+        """
+        await self.reconcile()
+        if self.minute_events is None:
+            return
+        log.info("bot_waiting_for_backfill")
+        await self.minute_events.caught_up.wait()
+        if self.collector is not None and self.collector.symbols_checked:
+            self.symbols = [s for s in self.symbols if s in self.collector.active_symbols]
+        if self.jobs is not None:
+            await self.jobs.startup_jobs()
+        self._held = set((await ledger.positions(self.pool)).keys())
+        newest = await md.newest_closed_ts_many(self.pool, self.watched_symbols())
+        for sym, ts in newest.items():
+            if ts is not None:
+                self.caught_up_to[sym] = ts
+                self.stored[sym] = max(ts, self.stored.get(sym, ts))
+        await self._resume_point(self.clock.now())
+        await self._explain_waiting_exits()
+
+    async def reconcile(self) -> None:
         """Crash-only recovery: the database is the truth; Redis caches are rebuilt from it."""
         await ledger.ensure_account(self.pool, self.app.risk.initial_balance_krw)
         held = await ledger.positions(self.pool)
+        self._held = set(held)
+        orphans = sorted(self._held - set(self.symbols))
+        if orphans:
+            log.warning("held_symbols_not_configured", symbols=orphans,
+                        action="exits only, still read and collected until closed")  # fmt: skip
         with contextlib.suppress(*REDIS_ERRORS):
             for p in held.values():
                 await self.redis.set(self.keys.hwm(p.symbol), str(p.high_water_mark))
@@ -164,74 +217,110 @@ class BotService(PeriodicService):
             )
         self.state.degraded_reason = "redis unavailable: using database fallbacks"
 
-    async def _regimes(self, now: datetime) -> dict[str, str]:
+    async def _regimes(self, now: datetime, symbols: list[str]) -> dict[str, str]:
+        """Redis first; a missing key, like a Redis outage, is answered from regime_history."""
+        found: dict[str, str] = {}
         try:
-            values = await self.redis.mget([self.keys.regime(s) for s in self.symbols])
+            values = await self.redis.mget([self.keys.regime(s) for s in symbols])
             self.state.degraded_reason = None
-            return {s: v or "UNKNOWN" for s, v in zip(self.symbols, values, strict=True)}
+            found = {s: v for s, v in zip(symbols, values, strict=True) if v}
         except REDIS_ERRORS as exc:
             self._redis_failed(exc)
-        oldest = now - timedelta(seconds=self.app.regime_detection.redis_ttl_s)
-        rows = await self.pool.fetch(
-            """SELECT DISTINCT ON (symbol) symbol, regime FROM regime_history
-               WHERE symbol = ANY($1::text[]) AND detected_at > $2
-               ORDER BY symbol, detected_at DESC""",
-            self.symbols, oldest,
-        )  # fmt: skip
-        found = {r["symbol"]: r["regime"] for r in rows}
-        return {s: found.get(s, "UNKNOWN") for s in self.symbols}
+        missing = [s for s in symbols if s not in found]
+        if missing:
+            oldest = now - timedelta(seconds=self.app.regime_detection.redis_ttl_s)
+            rows = await self.pool.fetch(
+                """SELECT DISTINCT ON (symbol) symbol, regime FROM regime_history
+                   WHERE symbol = ANY($1::text[]) AND detected_at > $2
+                   ORDER BY symbol, detected_at DESC""",
+                missing, oldest,
+            )  # fmt: skip
+            found.update({r["symbol"]: r["regime"] for r in rows})
+        return {s: found.get(s, "UNKNOWN") for s in symbols}
 
-    async def _volatility(self) -> dict[str, bool]:
+    async def _volatility(self, symbols: list[str]) -> dict[str, bool]:
         try:
-            values = await self.redis.mget([self.keys.volatility(s) for s in self.symbols])
+            values = await self.redis.mget([self.keys.volatility(s) for s in symbols])
         except REDIS_ERRORS as exc:
             self._redis_failed(exc)
             return {}
         flags = {}
-        for sym, raw in zip(self.symbols, values, strict=True):
+        for sym, raw in zip(symbols, values, strict=True):
             with contextlib.suppress(ValueError, TypeError, AttributeError):
                 flags[sym] = bool(json.loads(raw).get("is_high")) if raw else False
         return flags
 
-    async def load_inputs(self) -> Inputs:
-        now = self.clock.now()
+    def watched_symbols(self) -> list[str]:
+        """The configured symbols, then any held one the config no longer lists.
+
+        A held symbol is read and exited until its position is closed, so it never keeps a
+        slot and exposure unwatched; the collector asks here what to keep collecting.
+        """
+        return self.symbols + sorted(self._held.difference(self.symbols))
+
+    async def load_inputs(
+        self, at: datetime | None = None, symbols: list[str] | None = None
+    ) -> Inputs:
+        now = at or self.clock.now()
         started = time.perf_counter()
-        candles = await self.windows.load(self.pool, self.symbols, now)
+        watched = symbols or self.watched_symbols()
+        candles = await self.windows.load(self.pool, watched, now)
         self.metrics.db_query_duration.observe(time.perf_counter() - started)
-        regimes = await self._regimes(now)
-        high_vol = await self._volatility()
-        with_data = [s for s in self.symbols if len(candles.get(s, ()))]
+        regimes = await self._regimes(now, watched)
+        high_vol = await self._volatility(watched)
+        with_data = [s for s in watched if len(candles.get(s, ()))]
         params = [IndicatorParams.for_regime(regimes[s], self.app.regimes) for s in with_data]
         snaps = compute_snapshots([candles[s] for s in with_data], params,
                                   self.app.bot.candle_window)  # fmt: skip
-        return Inputs(now, candles, regimes, high_vol, dict(zip(with_data, snaps, strict=True)))
+        inputs = Inputs(now, candles, regimes, high_vol, dict(zip(with_data, snaps, strict=True)))
+        if len(watched) < len(self.watched_symbols()):  # a late symbol alone: others keep marks
+            inputs.mark_prices = {**self._marks, **inputs.marks}
+        return inputs
 
     # -- the cycle ---------------------------------------------------------------------
 
-    async def run_once(self) -> dict[str, Outcome]:
-        inputs = await self.load_inputs()
+    async def run_once(
+        self, at: datetime | None = None, symbols: list[str] | None = None
+    ) -> dict[str, Outcome]:
+        """Decide the newest closed minute at ``at`` (default: now) for ``symbols`` (all)."""
+        if self.lock is not None and not await self.lock.check():
+            self.state.degraded_reason = self.lock.lost_reason
+            log.error("bot_not_trading", reason=self.lock.lost_reason)
+            return {}
+        symbols = symbols or self.watched_symbols()
+        inputs = await self.load_inputs(at, symbols)
         self._marks = inputs.marks
         state = await ledger.load_state(self.pool, self.app, inputs.now, inputs.marks)
+        self._held = set(state.positions)
         outcomes: dict[str, Outcome] = {}
-        for sym in [s for s in self.symbols if s in state.positions]:
+        for sym in [s for s in symbols if s in state.positions]:
             outcomes[sym] = await self._isolated(sym, self._exit(sym, inputs, state))
         state = await ledger.load_state(self.pool, self.app, inputs.now, inputs.marks)
         # A symbol that just exited may enter again on this candle, as in the backtest; this
         # also makes re-running an interrupted cycle give the same result.
-        for sym in [s for s in self.symbols if s not in state.positions]:
+        for sym in [s for s in symbols if s in self.symbols and s not in state.positions]:
             outcome = await self._isolated(sym, self._entry(sym, inputs, state))
             if outcome.action == "BUY":
                 state = await ledger.load_state(self.pool, self.app, inputs.now, inputs.marks)
             if sym not in outcomes or outcome.action == "BUY":
                 outcomes[sym] = outcome
+        minute = floor_minute(inputs.now) - MINUTE
+        for o in outcomes.values():
+            o.minute = minute
         await self._publish(outcomes, inputs, state)
         self.last_outcomes = outcomes
         return outcomes
 
     async def _isolated(self, symbol: str, work: Any) -> Outcome:
+        budget = self.app.bot.symbol_timeout_s
         try:
-            result: Outcome = await work
+            result: Outcome = await asyncio.wait_for(work, budget)
             return result
+        except TimeoutError:  # a stuck symbol (a row lock, a hung query) must not stop the rest
+            self.metrics.symbol_errors.labels(symbol=symbol).inc()
+            log.error("symbol_timed_out", symbol=symbol, budget_s=budget)
+            return Outcome(symbol, "ERROR", "timeout",
+                           f"gave up after {budget:g} s (bot.symbol_timeout_s)")  # fmt: skip
         except (asyncpg.PostgresError, OSError) as exc:
             self.metrics.dependency_error("database", type(exc).__name__)
             self.metrics.symbol_errors.labels(symbol=symbol).inc()
@@ -255,14 +344,27 @@ class BotService(PeriodicService):
         candle_ts = candles.last_ts if candles is not None and len(candles) else None
         info = {"regime": regime, "entry_regime": pos.regime, "entry_avg_price": str(pos.avg_price),
                 **(snap.as_dict() if snap else {})}  # fmt: skip
-        if decision.should_exit:
+        if candle_ts is not None and not self._fresh(candles, inputs.now):
+            # After downtime (or a symbol without trades) never a fill at an old price.
+            due = f"{decision.reason} due, " if decision.should_exit else ""
+            age = (inputs.now - candle_ts).total_seconds()
+            return Outcome(sym, "HOLD (POS)", "stale_data",
+                           f"[{pos.regime}] {due}waiting for a candle no older than "
+                           f"{self.app.bot.max_candle_age_s:.0f} s (newest: {age:.0f} s old)",
+                           regime, close, candle_ts, info)  # fmt: skip
+        if decision.should_exit and (close is None or candle_ts is None):
+            # No stored candle to fill at: never a made-up price, the exit waits for one.
+            return Outcome(sym, "HOLD (POS)", "exit_no_price",
+                           f"[{pos.regime}] {decision.reason} due, waiting for a price to fill at",
+                           regime, None, None, info)  # fmt: skip
+        if decision.should_exit and close is not None and candle_ts is not None:
             reason = decision.reason or ""
-            price = to_decimal(close) if close is not None else pos.avg_price
             sold = await ledger.sell(
-                self.pool, sym, candle_ts or floor_minute(inputs.now), price, reason,
-                decision.new_hwm, self.app, inputs.now, {**info, "exit_reason": reason},
+                self.pool, sym, candle_ts, to_decimal(close), reason, decision.new_hwm,
+                self.app, inputs.now, {**info, "exit_reason": reason}, inputs.marks,
             )  # fmt: skip
             if sold is not None:
+                self._held.discard(sym)
                 await self._check_ledger()
                 self.metrics.trades.labels(side="SELL").inc()
                 self.metrics.exits.labels(reason=reason).inc()
@@ -332,7 +434,7 @@ class BotService(PeriodicService):
             return Outcome(sym, "SKIP", f"ai_{verdict.reason_code}",
                            f"AI rejected: {verdict.reasoning}"[:300], regime, close, candle_ts,
                            info)  # fmt: skip
-        return await self._buy(candidate, sized, info)
+        return await self._execute(candidate, inputs.now, inputs.marks, inputs.high_vol, info)
 
     async def _risk_and_size(
         self, sym: str, regime: str, inputs: Inputs, state: ledger.LedgerState
@@ -361,17 +463,48 @@ class BotService(PeriodicService):
                            f"order of {amount:.0f} KRW is below the minimum", regime)  # fmt: skip
         return amount
 
-    async def _buy(self, c: EntryCandidate, amount: Decimal, info: dict[str, Any]) -> Outcome:
-        order = ledger.BuyOrder(
-            c.symbol, c.candle_ts, to_decimal(c.price), amount, c.regime,
-            {**info, "regime": c.regime, "entry_config": dict(c.entry_config)},
-        )  # fmt: skip
+    async def _execute(
+        self,
+        c: EntryCandidate,
+        now: datetime,
+        marks: dict[str, float],
+        high_vol: dict[str, bool],
+        info: dict[str, Any],
+        cap: Decimal | None = None,
+    ) -> Outcome:
+        """The one executor of entries: risk check, sizing and the ledger write together.
+
+        Inline and late AI verdicts both come here; under ``_ledger_lock`` a second approval
+        sees the first one's BUY. ``now`` is the decision's one clock reading: it picks the
+        trading day of the risk row and of the fill. The ledger re-checks the limits in its
+        transaction, so even a writer outside this process cannot push past them.
+        """
+        if self.lock is not None and not self.lock.held:
+            return Outcome(c.symbol, "SKIP", "daemon_lock_lost", str(self.lock.lost_reason),
+                           c.regime, c.price, c.candle_ts, info)  # fmt: skip
         async with self._ledger_lock:
-            fill = await ledger.buy(self.pool, order, self.app, self.clock.now())
+            state = await ledger.load_state(self.pool, self.app, now, marks)
+            inputs = Inputs(now, {}, {c.symbol: c.regime}, high_vol, {}, mark_prices=marks)
+            sized = await self._risk_and_size(c.symbol, c.regime, inputs, state)
+            if isinstance(sized, Outcome):
+                sized.price, sized.candle_ts, sized.indicators = c.price, c.candle_ts, info
+                return sized
+            amount = sized if cap is None else min(sized, cap)
+            order = ledger.BuyOrder(
+                c.symbol, c.candle_ts, to_decimal(c.price), amount, c.regime,
+                {**info, "regime": c.regime, "entry_config": dict(c.entry_config)},
+            )  # fmt: skip
+            fill = await ledger.buy(self.pool, order, self.app, now, marks)
+        if isinstance(fill, ledger.Refused):
+            self.metrics.risk_rejections.labels(reason=fill.verdict.reason_code).inc()
+            return Outcome(c.symbol, "SKIP", f"risk_{fill.verdict.reason_code}",
+                           f"Risk rejected: {fill.verdict.text}", c.regime, c.price,
+                           c.candle_ts, info)  # fmt: skip
         if fill is None:
             return Outcome(c.symbol, "SKIP", "already_executed",
                            "this candle's entry was already executed", c.regime, c.price,
                            c.candle_ts, info)  # fmt: skip
+        self._held.add(c.symbol)
         await self._check_ledger()
         self.metrics.trades.labels(side="BUY").inc()
         with contextlib.suppress(*REDIS_ERRORS):
@@ -381,7 +514,7 @@ class BotService(PeriodicService):
                        c.candle_ts, info)  # fmt: skip
 
     async def _review_later(self, c: EntryCandidate) -> None:
-        """Background AI review; an approval is re-checked against the ledger before buying."""
+        """Background AI review; an approval goes through the executor like an inline one."""
         try:
             verdict = await self.ai.review(c)
             if not verdict.approved:
@@ -399,19 +532,160 @@ class BotService(PeriodicService):
             if (now - c.candle_ts).total_seconds() > self.app.bot.max_candle_age_s + 60:
                 log.warning("ai_verdict_too_late", symbol=c.symbol)
                 return
-            async with self._ledger_lock:
-                marks = {**self._marks, c.symbol: c.price}
-                state = await ledger.load_state(self.pool, self.app, now, marks)
-                inputs = Inputs(now, {}, {c.symbol: c.regime}, {}, {}, mark_prices=marks)
-                sized = await self._risk_and_size(c.symbol, c.regime, inputs, state)
-            if isinstance(sized, Outcome):
-                return
-            outcome = await self._buy(c, min(sized, Decimal(repr(c.order_krw))), dict(c.indicators))
-            self._log(outcome)
+            marks = {**self._marks, c.symbol: c.price}
+            cap = Decimal(repr(c.order_krw))
+            self._log(await self._execute(c, now, marks, {}, dict(c.indicators), cap))
         except Exception:
             log.exception("ai_review_task_failed", symbol=c.symbol)
         finally:
             self._inflight.pop(c.symbol, None)
+
+    # -- minute-driven decisions -------------------------------------------------------
+
+    def _horizon(self, now: datetime) -> datetime:
+        """The oldest minute whose candle closed at most max_candle_age_s ago."""
+        return floor_minute(now - timedelta(seconds=self.app.bot.max_candle_age_s))
+
+    async def _resume_point(self, now: datetime) -> None:
+        """Each symbol continues after its last decided minute, but not before the horizon."""
+        rows = await self.pool.fetch(
+            "SELECT symbol, minute FROM bot_decided_minutes WHERE symbol = ANY($1::text[])",
+            self.watched_symbols(),
+        )
+        done = {r["symbol"]: r["minute"] for r in rows}
+        horizon = self._horizon(now)
+        skipped = {}
+        for sym in self.watched_symbols():
+            last = done.get(sym)
+            self.decided[sym] = max(last, horizon - MINUTE) if last else horizon - MINUTE
+            if last is not None and last < horizon - MINUTE:
+                skipped[sym] = int((horizon - MINUTE - last) / MINUTE)
+        if skipped:
+            log.warning("minutes_not_decided_while_down", minutes=max(skipped.values()),
+                        symbols=len(skipped), reason="the daemon was not running")  # fmt: skip
+        log.info("bot_decisions_start", first_minute=horizon.isoformat(),
+                 symbols=len(self.symbols))  # fmt: skip
+
+    async def _explain_waiting_exits(self) -> None:
+        """A held symbol without a fresh candle: its status says the exit waits, and why."""
+        now = self.clock.now()
+        state = await ledger.load_state(self.pool, self.app, now, {})
+        held = [s for s in self.watched_symbols() if s in state.positions]
+        inputs = await self.load_inputs(now, held) if held else None
+        waiting = {}
+        for sym in held:
+            assert inputs is not None
+            if not self._fresh(inputs.candles.get(sym), now):
+                waiting[sym] = await self._exit(sym, inputs, state)
+        if not waiting:
+            return
+        log.warning("exits_waiting_for_fresh_candles", symbols=sorted(waiting))
+        with contextlib.suppress(*REDIS_ERRORS):
+            for o in waiting.values():
+                payload = json.dumps(self._status(o, state, now), default=str, ensure_ascii=False)
+                await self.redis.set(self.keys.status(o.symbol), payload,
+                                     ex=self.app.bot.status_ttl_s)  # fmt: skip
+
+    def _absorb(self, event: MinuteStored) -> None:
+        sym, minute = event.symbol, event.minute
+        self.stored[sym] = max(minute, self.stored.get(sym, minute))
+        if minute > self.decided.get(sym, minute - MINUTE):
+            self.published.setdefault(sym, set()).add(minute)
+
+    def _ready(self, sym: str, minute: datetime, now: datetime) -> bool:
+        """Is ``minute`` of ``sym`` final? Stored, or (no trades in it) a later one is stored.
+
+        A minute without a row while a later one exists had no trades, or is a gap the
+        collector is still filling (after a reconnect): the latter gets ``late_symbol_s``
+        after the close to arrive.
+        """
+        top = self.stored.get(sym)
+        if top is None or top < minute:
+            return False
+        if minute <= self.caught_up_to.get(sym, minute - MINUTE):
+            return True
+        if minute in self.published.get(sym, ()):
+            return True
+        return now >= minute + MINUTE + timedelta(seconds=self.app.bot.late_symbol_s)
+
+    def next_batch(self, now: datetime) -> tuple[datetime, list[str]] | float | None:
+        """The next minute to decide and its symbols, or seconds to wait, or None (idle).
+
+        Minutes are decided in order, every symbol of a minute together (the backtest's
+        order: exits, then entries). A symbol whose minute is not stored yet holds the
+        others back for at most ``late_symbol_s`` after the close; after that they go
+        on without it and it is decided on its own when its minutes arrive, never skipped.
+        """
+        watched = self.watched_symbols()
+        for sym in watched:  # a symbol newly held (or first seen) starts at the horizon
+            self.decided.setdefault(sym, self._horizon(now) - MINUTE)
+        nxt = {s: self.decided[s] + MINUTE for s in watched}
+        ready = {s: m for s, m in nxt.items() if self._ready(s, m, now)}
+        if not ready:
+            return None
+        minute = min(ready.values())
+        grace = timedelta(seconds=self.app.bot.late_symbol_s)
+        waits = [(m + MINUTE + grace - now).total_seconds() for s, m in nxt.items()
+                 if s not in ready and m <= minute and now < m + MINUTE + grace]  # fmt: skip
+        if waits:
+            return max(0.01, min(waits))
+        return minute, [s for s in watched if ready.get(s) == minute]
+
+    async def decide(self, minute: datetime, symbols: list[str]) -> None:
+        """One minute of these symbols, at the moment the live loop would have seen it."""
+        at = minute + MINUTE + timedelta(seconds=self.offset_s)
+        if self.jobs is not None:
+            await self.jobs.ensure_regime(at)
+        await self.run_once(at, symbols)
+        await self.pool.execute(
+            """INSERT INTO bot_decided_minutes (symbol, minute, decided_at)
+               SELECT unnest($1::text[]), $2, now()
+               ON CONFLICT (symbol) DO UPDATE
+               SET minute = EXCLUDED.minute, decided_at = EXCLUDED.decided_at""",
+            symbols, minute,
+        )  # fmt: skip
+        latency = (self.clock.now() - (minute + MINUTE)).total_seconds()
+        for sym in symbols:
+            gap = int((minute - self.decided[sym]) / MINUTE) - 1
+            if gap > 0:  # cannot happen while minutes are decided in order; counted if it does
+                self.metrics.minutes_missed.inc(gap)
+            self.decided[sym] = minute
+            if sym in self.published:
+                self.published[sym] = {m for m in self.published[sym] if m > minute}
+            self.metrics.decision_latency.observe(latency)
+        self.metrics.minutes_decided.inc(len(symbols))
+
+    async def decide_ready(self) -> float:
+        """Decide every minute that is ready; return how long to wait for more."""
+        assert self._events is not None
+        while True:
+            for event in self._events.drain():
+                self._absorb(event)
+            batch = self.next_batch(self.clock.now())
+            if batch is None:
+                return self.IDLE_S
+            if isinstance(batch, float):
+                return min(batch, self.IDLE_S)
+            minute, symbols = batch
+            if not await self.cycle(functools.partial(self.decide, minute, symbols)):
+                return self.RETRY_S  # nothing was marked decided: the same minute again
+
+    IDLE_S = 1.0
+    RETRY_S = 2.0
+
+    async def _run_on_events(self, stop: asyncio.Event) -> None:
+        assert self._events is not None
+        self.state.running = True
+        try:
+            if not stop.is_set():
+                await self.startup()
+            while not stop.is_set():
+                wait_s = await self.decide_ready()
+                self.state.last_cycle = self.clock.now()  # the loop is alive
+                with contextlib.suppress(TimeoutError):
+                    self._absorb(await asyncio.wait_for(self._events.get(), timeout=wait_s))
+        finally:
+            self.state.running = False
 
     async def drain(self, timeout_s: float) -> None:
         """Let in-flight AI reviews finish within the shutdown budget, then cancel them."""
@@ -425,7 +699,10 @@ class BotService(PeriodicService):
 
     async def run(self, stop: asyncio.Event) -> None:
         try:
-            await super().run(stop)
+            if self._events is not None:
+                await self._run_on_events(stop)
+            else:
+                await super().run(stop)
         finally:
             await self.drain(self.app.bot.drain_budget_s / 2)
 
@@ -442,6 +719,7 @@ class BotService(PeriodicService):
             reason_code=o.reason_code,
             reason=o.reason.split("\n")[0][:200],
             price=o.price,
+            minute=o.minute.isoformat() if o.minute else None,
         )
 
     def _status(self, o: Outcome, state: ledger.LedgerState, now: datetime) -> dict[str, Any]:
@@ -514,10 +792,14 @@ def _status_indicators(snap: IndicatorSnapshot) -> dict[str, Any]:
 def bot_factory(deps: Any) -> list[BotService]:
     from coinpilot.services.agent import build_ai_step
 
+    jobs = deps.extras.get("scheduler")
+    if jobs is not None:
+        jobs.defer_startup_jobs = True  # after the backfill, see BotService.startup
     bot = BotService(
         settings=deps.settings, pool=deps.pool, redis=deps.redis, keys=deps.keys,
         clock=deps.clock, health=deps.health, metrics=deps.metrics,
-        ai=build_ai_step(deps),
+        ai=build_ai_step(deps), events=deps.minute_events,
+        collector=deps.extras.get("collector"), jobs=jobs, lock=getattr(deps, "lock", None),
     )  # fmt: skip
     deps.extras["bot"] = bot
     return [bot]

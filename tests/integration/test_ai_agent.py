@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from decimal import Decimal
@@ -156,6 +157,8 @@ async def test_non_approving_answers_reject(
         (fk.Reply(text="[1, 2]"), "schema_violation", "analyst output must be an object"),
         (fk.Reply({"decision": "CONFIRM"}, stop_reason="max_tokens"), "truncated", "max_tokens"),
         (fk.not_json(), "bad_response", "response is not a message"),
+        (fk.not_json("{oops", raw_content_type="application/json"), "bad_response",
+         "response body is not JSON"),
     ],
 )  # fmt: skip
 async def test_malformed_output_is_a_recorded_reject(
@@ -307,11 +310,13 @@ async def test_five_errors_in_a_row_block_globally_for_30_minutes(
     assert fake.count == 5
 
 
+@pytest.mark.parametrize("reply", [fk.low_credit, fk.spend_limit])
 async def test_low_credit_blocks_globally_for_an_hour(
-    build: Any, fake: Any, pool: Any, redis: Any, keys: Any
+    build: Any, fake: Any, pool: Any, redis: Any, keys: Any, reply: Any
 ) -> None:
-    """A 400 credit-balance error sets a 3,600 s global block without touching the error streak."""
-    fake.script(fk.low_credit())
+    """A 400 credit-balance error, or the 429 spend cap (error.details.error_code), sets a
+    3,600 s global block without a retry and without touching the error streak."""
+    fake.script(reply())
     step, _ = build()
     verdict = await step.review(candidate())
     assert verdict.reason_code == "low_credit"
@@ -430,3 +435,39 @@ async def test_replay_reproduces_recorded_decisions_without_requests(build: Any,
     assert missing.reason_code == "not_recorded"
     assert not missing.approved
     assert fake.count == used
+
+
+async def test_an_approval_that_could_not_be_recorded_does_not_buy(
+    build: Any, fake: Any, pool: Any
+) -> None:
+    """CONFIRM + SAFE, but the agent_decisions insert fails: the verdict is not an approval."""
+    await pool.execute(
+        "ALTER TABLE agent_decisions ADD CONSTRAINT refuse_all CHECK (false) NOT VALID"
+    )
+    step, deps = build()
+    with structlog.testing.capture_logs() as logs:
+        verdict = await step.review(candidate())
+    assert (verdict.approved, verdict.reason_code, verdict.decision_id) == (
+        False, "record_failed", None
+    )  # fmt: skip
+    assert fake.count == 2  # the model did approve
+    assert "ai_record_failed" in [e["event"] for e in logs]
+    reg = deps.metrics.registry
+    assert (
+        reg.get_sample_value(
+            "coinpilot_ai_decisions_total", {"outcome": "rejected", "reason": "record_failed"}
+        )
+        == 1
+    )
+
+
+async def test_replay_finds_decisions_under_another_order_size(build: Any, fake: Any) -> None:
+    """The order size depends on the portfolio and risk config: it is not in the hash."""
+    live, _ = build()
+    recorded = await live.review(candidate())
+    replay, _ = build(mode="replay")
+    resized = dataclasses.replace(candidate(), order_krw=123_456.0)
+    replayed = await replay.review(resized)
+    assert (replayed.reason_code, replayed.decision_id) == ("approved", recorded.decision_id)
+    assert "123456" not in fake.requests[1].user_text
+    assert "order_krw" not in fake.requests[1].user_text

@@ -107,17 +107,29 @@ def test_deflated_sharpe_of_one_trial_is_its_probabilistic_sharpe() -> None:
     assert not got.significant
 
 
+def test_expected_max_sharpe_floors_the_spread_at_the_null_variance() -> None:
+    """Near-copies of one trial have almost no spread; with T = 5 returns the variance is
+    floored at 1 / (5 − 1) = 0.25, so SR₀ = 0.5 · ((1−γ) Φ⁻¹(1 − 1/3) + γ Φ⁻¹(1 − 1/(3e)))."""
+    z1 = NormalDist().inv_cdf(1 - 1 / 3)
+    z2 = NormalDist().inv_cdf(1 - 1 / (3 * math.e))
+    got = expected_max_sharpe(np.array([0.30, 0.31, 0.32]), n_obs=5)
+    assert got == pytest.approx(0.5 * ((1 - EULER_GAMMA) * z1 + EULER_GAMMA * z2))
+    # a wide spread is used as it is: var([0, 2, 4]) = 4 > 0.25
+    wide = expected_max_sharpe(np.array([0.0, 2.0, 4.0]), n_obs=5)
+    assert wide == pytest.approx(2.0 * ((1 - EULER_GAMMA) * z1 + EULER_GAMMA * z2))
+
+
 def test_deflated_sharpe_falls_with_the_trials_behind_the_choice() -> None:
-    """The same returns chosen among trials with Sharpes [0.1, 0.3]: SR₀ as above and the
-    kurtosis term (1 − 1)/4 = 0, so DSR = Φ((√3/2 − SR₀) · √3)."""
+    """The same four returns chosen among trials with Sharpes [0.1, 0.3]: their variance
+    0.02 is below the floor 1 / (4 − 1), so SR₀ = √(1/3) · γ · Φ⁻¹(1 − 1/(2e)); the kurtosis
+    term (1 − 1)/4 is 0, so DSR = Φ((√3/2 − SR₀) · √3)."""
     z = NormalDist().inv_cdf(1 - 1 / (2 * math.e))
-    sr0 = math.sqrt(0.02) * EULER_GAMMA * z
+    sr0 = math.sqrt(1 / 3) * EULER_GAMMA * z
     got = deflated_sharpe(np.array([0.02, 0.0, 0.02, 0.0]), np.array([0.1, 0.3]))
-    assert got.probability == pytest.approx(
-        NormalDist().cdf((math.sqrt(3) / 2 - sr0) * math.sqrt(3))
-    )
-    assert got.probability is not None
-    assert got.probability < NormalDist().cdf(1.5)
+    assert got.sharpe0 == pytest.approx(sr0)
+    expected = NormalDist().cdf((math.sqrt(3) / 2 - sr0) * math.sqrt(3))
+    assert got.probability == pytest.approx(expected)
+    assert expected < NormalDist().cdf(1.5)
 
 
 def test_deflated_sharpe_of_a_long_steady_edge_is_significant() -> None:
