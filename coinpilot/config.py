@@ -45,7 +45,7 @@ Rsi = Annotated[float, Field(ge=0.0, le=100.0)]
 
 class Model(BaseModel):
     # inf and nan are refused everywhere: `interval_s: .inf` would make a busy loop.
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class EntryParams(Model):
