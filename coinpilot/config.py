@@ -185,6 +185,7 @@ class BotConfig(Model):
     max_candle_age_s: Seconds = 120.0
     status_ttl_s: int = Field(300, ge=10, le=86400)
     symbol_timeout_s: Seconds = 20.0
+    late_symbol_s: Seconds = 20.0
     drain_budget_s: float = Field(6.0, gt=0, le=600)
 
     @model_validator(mode="after")

@@ -186,6 +186,22 @@ class Metrics:
             registry=r,
         )
         self.trades = Counter("coinpilot_trades_total", "Paper fills", ["side"], registry=r)
+        self.minutes_decided = Counter(
+            "coinpilot_minutes_decided_total",
+            "Closed minutes decided, one per watched symbol and minute",
+            registry=r,
+        )
+        self.minutes_missed = Counter(
+            "coinpilot_minutes_missed_total",
+            "Closed minutes stored while running but passed over without a decision",
+            registry=r,
+        )
+        self.decision_latency = Histogram(
+            "coinpilot_decision_latency_seconds",
+            "From a minute's close to its decision",
+            buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+            registry=r,
+        )
         self.exits = Counter(
             "coinpilot_exits_total", "Position exits by reason", ["reason"], registry=r
         )

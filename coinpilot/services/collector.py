@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -115,6 +116,22 @@ class CandleFiller:
         return start if newest is None else max(start, newest + MINUTE)
 
 
+class _BackfillProgress:
+    PROGRESS_S = 10.0
+
+    def __init__(self, symbols: int) -> None:
+        self.symbols, self.stored, self.done = symbols, 0, 0
+        self.last = time.monotonic()
+
+    def __call__(self, symbol: str, stored: int, cursor: datetime, end: datetime) -> None:
+        self.stored += stored
+        self.done += cursor >= end
+        if time.monotonic() - self.last >= self.PROGRESS_S:
+            self.last = time.monotonic()
+            log.info("collector_backfill_progress", symbols_done=self.done,
+                     symbols=self.symbols, stored=self.stored)  # fmt: skip
+
+
 class Collector(PeriodicService):
     name = "collector"
 
@@ -158,14 +175,19 @@ class Collector(PeriodicService):
         )
 
     async def startup(self) -> None:
-        """Check the symbols once, then catch up (the backfill) before the first cycle."""
+        """Check the symbols once, then catch up (the backfill) before the first cycle.
+
+        Bounded by ``backfill_days``; a line of progress at most every ``PROGRESS_S``.
+        """
         await self.check_symbols()
+        self.filler.on_page = _BackfillProgress(len(self.active_symbols))
         try:
             results = await self.run_once()
         except UpbitError as exc:
             log.error("collector_backfill_failed", error=str(exc))
             return
         finally:
+            self.filler.on_page = None
             self.announcing = True
             if self.events is not None:
                 self.events.caught_up.set()
