@@ -402,7 +402,8 @@ async def sell(
         )  # fmt: skip
         await _count_day(conn, now, app, side="SELL", fee=fill.fee, pnl=gross)
         await enqueue(conn, "trade", _trade_payload(
-            symbol, "SELL", fill, now, app, exit_reason=reason, pnl_krw=str(pnl)))  # fmt: skip
+            symbol, "SELL", fill, now, app, exit_reason=reason, pnl_krw=str(pnl),
+            gross_pnl_krw=str(gross), round_trip_fees_krw=str(entry.fee + fill.fee)))  # fmt: skip
         if cooldown is not None:
             await _audit(conn, "cooldown", symbol, now, trade_id, {
                 "until": cooldown.isoformat(),

@@ -359,6 +359,15 @@ class FakeAnthropic:
                 raise ApiError(400, "invalid_request_error", SAMPLING_MESSAGE.format(name=name))
         _check_thinking(spec, body.get("thinking"))
         config = body.get("output_config") or {}
+        kind = (body.get("thinking") or {}).get("type")
+        if (
+            spec.effort
+            and kind in ("between_tools", "disabled")
+            and config.get("effort") in ("xhigh", "max")
+        ):  # §9.A.4: thinking off only at effort high or lower (wording not published)
+            raise ApiError(
+                400, "invalid_request_error", f'thinking.type "{kind}" needs effort high or lower'
+            )
         if "effort" in config and not spec.effort:
             raise ApiError(400, "invalid_request_error", EFFORT_MESSAGE)
         choice = (body.get("tool_choice") or {}).get("type")

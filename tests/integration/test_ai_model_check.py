@@ -141,6 +141,23 @@ async def test_deprecated_model_warns_and_keeps_working(build: Any, fake: Any) -
     assert (await step.review(candidate())).approved
 
 
+async def test_an_unreachable_models_api_only_warns(
+    make_settings: Callable[..., Any], pool: Any, redis: Any, keys: Any
+) -> None:
+    """A lookup that fails for a transient reason does not stop the step (requests will tell)."""
+    env = {"ANTHROPIC_API_KEY": "sk-test", "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{free_port()}"}
+    deps = deps_for(make_settings(env=env), pool, redis, keys)
+    with structlog.testing.capture_logs() as logs:
+        step = build_ai_step(deps)
+        assert isinstance(step, AgentRunner)
+        assert step._check is not None
+        await step._check
+    (line,) = [e for e in logs if e["event"] == "ai_model_check_failed"]
+    assert line["code"] == "connection_error"
+    assert step.unavailable is None
+    assert gauge(deps) == 0
+
+
 async def test_retirement_at_run_time_is_a_configuration_error_not_a_streak(
     build: Any, fake: Any, pool: Any, redis: Any, keys: Any
 ) -> None:

@@ -18,7 +18,7 @@ from coinpilot.config import load_config
 from coinpilot.optimize import objective as obj
 from coinpilot.optimize.space import merge
 from tests.integration.optimize_data import (
-    PEAK,
+    EDGE,
     ROOT,
     noise_closes,
     planted_closes,
@@ -68,19 +68,18 @@ def planted_report(planted: dict[str, Path]) -> dict[str, Any]:
 def test_planted_edge_is_found_in_every_fold_and_holds_out_of_sample(
     planted_report: dict[str, Any],
 ) -> None:
-    """Take-profits under the 4 % rise win every cycle; above it the first trade of each
-    cycle is stopped out. Every fold's train-window best must be under 4 % and, being a
-    true edge, make money on its test window too."""
+    """Take-profits in [2 %, 3.8 %) beat every other (see optimize_data): every fold's
+    train-window best must be one of them and, the edge being real, make money on its test
+    window too."""
     folds = planted_report["folds"]
     assert len(folds) == 3
     for f in folds:
-        assert 0.01 <= f["params"][TP] < PEAK
+        assert EDGE[0] <= f["params"][TP] < EDGE[1]
         assert f["out_of_sample"]["trades"] >= 3
         assert f["out_of_sample"]["return_pct"] > 0
     assert planted_report["out_of_sample"]["return_pct"] > 0
-    assert (
-        planted_report["chosen"]["patch"]["regimes"]["SIDEWAYS"]["exit"]["take_profit_pct"] < PEAK
-    )
+    chosen = planted_report["chosen"]["patch"]["regimes"]["SIDEWAYS"]["exit"]["take_profit_pct"]
+    assert EDGE[0] <= chosen < EDGE[1]
 
 
 def test_test_window_trades_start_after_the_train_window_ends(
@@ -174,8 +173,9 @@ def test_invalid_combinations_are_pruned_not_run(tmp_path: Path) -> None:
 def test_two_workers_share_one_postgresql_study(
     tmp_path: Path, pg_admin_dsn: str, planted: dict[str, Path]
 ) -> None:
-    """`optimize` and an `optimize-worker` started beside it split N trials per fold: every
-    trial number below N exists once, both processes ran some, no parameter set twice."""
+    """`optimize --jobs 2` (itself and one local worker process) and an `optimize-worker`
+    started beside it split N trials per fold: every trial number below N exists once, the
+    processes all ran trials, no parameter set was tried twice."""
     import asyncio
 
     from tests.conftest import fresh_database
@@ -190,7 +190,8 @@ def test_two_workers_share_one_postgresql_study(
             )  # fmt: skip
             main = await asyncio.create_subprocess_exec(
                 *base, "optimize", *_planted_args(planted, "--trials", "16"), "--folds", "2",
-                "--regime", "SIDEWAYS", "--study", "pg", "--storage", dsn, "--quiet", env=env,
+                "--jobs", "2", "--regime", "SIDEWAYS", "--study", "pg", "--storage", dsn,
+                "--quiet", env=env,
             )  # fmt: skip
             assert await asyncio.wait_for(main.wait(), 120) == 0
             assert await asyncio.wait_for(worker.wait(), 60) == 0
@@ -208,7 +209,7 @@ def test_two_workers_share_one_postgresql_study(
         params = [tuple(sorted(t.params.items())) for t in proper]
         assert len(set(params)) == len(params)
         workers |= {t.user_attrs["worker"] for t in proper}
-    assert len(workers) == 2
+    assert len(workers) >= 2  # three processes; under load one may find the work done
 
 
 def test_on_pure_noise_the_overfitting_estimates_say_so(tmp_path: Path) -> None:
@@ -256,3 +257,28 @@ def test_on_pure_noise_the_overfitting_estimates_say_so(tmp_path: Path) -> None:
         assert not over["deflated_sharpe"]["significant"]
         pbos.append(over["pbo"])
     assert sum(pbos) / len(pbos) >= 0.4, pbos
+
+
+async def test_database_history_gives_the_csv_search(
+    planted: dict[str, Path],
+    planted_report: dict[str, Any],
+    pool: Any,
+    db_dsn: str,
+    redis_url_base: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The planted candles stored in market_data and searched with --symbols/--start/--end
+    give the very report the CSV search gave (same seed, same trials, same figures)."""
+    import asyncio
+
+    from coinpilot.adapters.csvdata import read_csv
+    from coinpilot.adapters.marketdata import upsert_candles
+
+    await upsert_candles(pool, read_csv(planted["csv"]))
+    monkeypatch.setenv("COINPILOT_DATABASE_URL", db_dsn)
+    monkeypatch.setenv("COINPILOT_REDIS_URL", redis_url_base)
+    args = _planted_args(planted)
+    at = args.index("--csv")
+    args[at : at + 2] = ["--symbols", "KRW-SYN", "--start", "2024-01-01", "--end", "2024-01-08"]
+    doc = await asyncio.to_thread(_optimize, planted["tmp"], *args, name="p", db="db.db")
+    assert doc == planted_report
