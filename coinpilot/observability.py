@@ -141,6 +141,28 @@ class Metrics:
             ["symbol"],
             registry=r,
         )
+        self.ws_connected = Gauge(
+            "coinpilot_upbit_ws_connected", "1 while the candle WebSocket is up", registry=r
+        )
+        self.ws_disconnects = Counter(
+            "coinpilot_upbit_ws_disconnects_total",
+            "Candle WebSocket disconnects by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.ws_frames = Counter(
+            "coinpilot_upbit_ws_messages_total",
+            "Candle WebSocket messages by kind (candle, status, error, malformed, ...)",
+            ["kind"],
+            registry=r,
+        )
+        self.minute_store_latency = Histogram(
+            "coinpilot_minute_store_latency_seconds",
+            "From a minute's end to its closed candle committed, by path (websocket, rest)",
+            ["kind"],
+            buckets=(0.25, 0.5, 1, 2, 3, 5, 10, 30, 60, 120),
+            registry=r,
+        )
         # Errors of every dependency, by kind
         self.dependency_errors = Counter(
             "coinpilot_dependency_errors_total",
