@@ -264,7 +264,6 @@ async def test_database_history_gives_the_csv_search(
     planted_report: dict[str, Any],
     pool: Any,
     db_dsn: str,
-    redis_url_base: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The planted candles stored in market_data and searched with --symbols/--start/--end
@@ -276,7 +275,7 @@ async def test_database_history_gives_the_csv_search(
 
     await upsert_candles(pool, read_csv(planted["csv"]))
     monkeypatch.setenv("COINPILOT_DATABASE_URL", db_dsn)
-    monkeypatch.setenv("COINPILOT_REDIS_URL", redis_url_base)
+    monkeypatch.delenv("COINPILOT_REDIS_URL", raising=False)  # reading candles needs no Redis
     args = _planted_args(planted)
     at = args.index("--csv")
     args[at : at + 2] = ["--symbols", "KRW-SYN", "--start", "2024-01-01", "--end", "2024-01-08"]
