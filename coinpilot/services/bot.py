@@ -161,6 +161,7 @@ class BotService(PeriodicService):
         """
         await self.reconcile()
         if self.minute_events is None:
+            await self._read_windows()
             return
         log.info("bot_waiting_for_backfill")
         await self.minute_events.caught_up.wait()
@@ -176,6 +177,11 @@ class BotService(PeriodicService):
                 self.stored[sym] = max(ts, self.stored.get(sym, ts))
         await self._resume_point(self.clock.now())
         await self._explain_waiting_exits()
+        await self._read_windows()
+
+    async def _read_windows(self) -> None:
+        """Every candle window read whole now, so the first cycle only tops them up."""
+        await self.windows.load(self.pool, self.watched_symbols(), self.clock.now())
 
     async def reconcile(self) -> None:
         """Crash-only recovery: the database is the truth; Redis caches are rebuilt from it."""
