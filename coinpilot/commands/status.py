@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from coinpilot.adapters import ledger
@@ -14,6 +15,7 @@ from coinpilot.adapters import marketdata as md
 from coinpilot.adapters.cache import REDIS_ERRORS
 from coinpilot.commands.job import open_job_context
 from coinpilot.config import Settings
+from coinpilot.domain import money_format as mf
 from coinpilot.services.jobs import JobContext
 from coinpilot.services.outbox_sender import outbox_summary
 
@@ -50,6 +52,8 @@ async def collect(ctx: JobContext) -> dict[str, Any]:
             "candle_age_s": round((now - last).total_seconds()) if last else None,
             "regime": st.get("regime", "?"),
             "position": f"{pos.quantity}@{pos.avg_price}" if pos else "-",
+            "quantity": str(pos.quantity) if pos else None,
+            "avg_price": str(pos.avg_price) if pos else None,
             "pnl_pct": None if pnl is None else round(pnl, 2),
             "action": st.get("action", "-"), "reason_code": st.get("reason_code", "-"),
             "reason": (st.get("reason") or "").split("\n")[0],
@@ -65,29 +69,41 @@ async def collect(ctx: JobContext) -> dict[str, Any]:
         },
         "today": {"date": day.trade_date.isoformat(), "buys": day.buy_count,
                   "sells": day.sell_count, "realized_pnl": str(day.realized_pnl),
+                  "fees_paid": str(day.fees_paid),
                   "halted": day.is_trading_halted, "halt_reason": day.halt_reason,
                   "consecutive_losses": state.account.consecutive_losses},
         "outbox": await outbox_summary(ctx.pool),
     }  # fmt: skip
 
 
+def _cells(row: dict[str, Any]) -> dict[str, str]:
+    """A symbol's row as people read it: price at the tick, quantity 8 dp, PnL % 2 dp."""
+    shown = {k: "" if v is None else str(v) for k, v in row.items()}
+    shown["price"] = "" if row["price"] is None else mf.price(row["price"])
+    if row.get("quantity") is not None:
+        shown["position"] = f"{mf.quantity(row['quantity'])} @ {mf.price(row['avg_price'])}"
+    shown["pnl_pct"] = "" if row["pnl_pct"] is None else mf.percent(row["pnl_pct"], sign=True)
+    return shown
+
+
 def render(data: dict[str, Any]) -> str:
     cols = ("symbol", "price", "candle_age_s", "regime", "position", "pnl_pct", "action",
             "reason_code", "reason")  # fmt: skip
-    table = [cols] + [tuple("" if r[c] is None else str(r[c]) for c in cols)
-                      for r in data["symbols"]]  # fmt: skip
+    table = [cols] + [tuple(_cells(r)[c] for c in cols) for r in data["symbols"]]
     widths = [max(len(row[i]) for row in table) for i in range(len(cols) - 1)]
     lines = []
     for row in table:
         cells = [row[i].ljust(widths[i]) for i in range(len(cols) - 1)] + [row[-1][:60]]
         lines.append("  ".join(cells))
     a, t = data["account"], data["today"]
+    gross, fees = Decimal(t["realized_pnl"]), Decimal(t.get("fees_paid") or 0)
     lines += [
         "",
-        f"equity {float(a['equity']):,.0f} KRW   cash {float(a['cash']):,.0f} KRW   "
-        f"exposure {float(a['exposure']):,.0f} KRW",
-        f"today {t['date']}: buys {t['buys']}, sells {t['sells']}, realized "
-        f"{float(t['realized_pnl']):,.0f} KRW, consecutive losses {t['consecutive_losses']}, "
+        f"equity {mf.krw(a['equity'])}   cash {mf.krw(a['cash'])}   "
+        f"exposure {mf.krw(a['exposure'])}",
+        f"today {t['date']}: buys {t['buys']}, sells {t['sells']}, PnL "
+        f"{mf.pnl_breakdown(gross - fees, gross, fees)}, "
+        f"consecutive losses {t['consecutive_losses']}, "
         f"halted {'yes: ' + str(t['halt_reason']) if t['halted'] else 'no'}, "
         f"cooldown until {a['cooldown_until'] or '-'}",
     ]
