@@ -250,7 +250,7 @@ def patch_yaml(doc: Mapping[str, Any]) -> str:
     head = (
         f"# coinpilot optimize, study {doc['study']}: fold {chosen['fold']}'s in-sample best.\n"
         f"# Out of sample ({chosen['test'][0]} .. {chosen['test'][1]}): "
-        f"{doc['objective']} {oos['raw']}, return {oos['return_pct']} %, "
+        f"objective ({doc['objective']}) {oos['raw']:.4f}, net return {oos['return_pct']:.4f} %, "
         f"{oos['trades']} trades.\n"
         "# Merge these keys over config/coinpilot.yaml, then run `coinpilot check-config`.\n"
     )

@@ -151,6 +151,18 @@ def test_bad_space_stops_before_any_trial(
     assert "regimes.SIDEWAYS.exit.take_profit: no such config field" in capsys.readouterr().err
 
 
+def test_too_short_a_history_is_refused_with_the_numbers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without a pinned regime the hourly regime needs about 8.4 days before the first fold."""
+    csv = write_csv(tmp_path / "n.csv", noise_closes(3.0, seed=1))
+    code = cli(["optimize", "--csv", str(csv), "--folds", "2", "--quiet",
+                "--storage", f"sqlite:///{tmp_path / 'x.db'}"])  # fmt: skip
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "2 folds need at least 3 hours of candles after the 202.0 h warm-up" in err
+
+
 def test_invalid_combinations_are_pruned_not_run(tmp_path: Path) -> None:
     """bb_recovery_sustain_candles must stay below bb_touch_lookback: half the grid breaks it.
     (Anchored folds and the Calmar objective, which no other test runs end to end.)"""
