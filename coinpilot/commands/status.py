@@ -51,7 +51,6 @@ async def collect(ctx: JobContext) -> dict[str, Any]:
             "symbol": sym, "price": price,
             "candle_age_s": round((now - last).total_seconds()) if last else None,
             "regime": st.get("regime", "?"),
-            "position": f"{pos.quantity}@{pos.avg_price}" if pos else "-",
             "quantity": str(pos.quantity) if pos else None,
             "avg_price": str(pos.avg_price) if pos else None,
             "pnl_pct": None if pnl is None else round(pnl, 2),
@@ -76,34 +75,38 @@ async def collect(ctx: JobContext) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _cells(row: dict[str, Any]) -> dict[str, str]:
-    """A symbol's row as people read it: price at the tick, quantity 8 dp, PnL % 2 dp."""
-    shown = {k: "" if v is None else str(v) for k, v in row.items()}
-    shown["price"] = "" if row["price"] is None else mf.price(row["price"])
-    if row.get("quantity") is not None:
-        shown["position"] = f"{mf.quantity(row['quantity'])} @ {mf.price(row['avg_price'])}"
-    shown["pnl_pct"] = "" if row["pnl_pct"] is None else mf.percent(row["pnl_pct"], sign=True)
-    return shown
+def _cells(r: dict[str, Any]) -> tuple[str, ...]:
+    """One row as people read it (the JSON keeps the exact values)."""
+    held = r.get("quantity") is not None
+    return (
+        r["symbol"],
+        "" if r["price"] is None else mf.price(r["price"]),
+        "" if r["candle_age_s"] is None else str(r["candle_age_s"]),
+        str(r["regime"]),
+        f"{mf.quantity(r['quantity'])} @ {mf.price(r['avg_price'])}" if held else "-",
+        "" if r["pnl_pct"] is None else mf.percent(r["pnl_pct"], sign=True),
+        str(r["action"]),
+        str(r["reason_code"]),
+        str(r["reason"]),
+    )
 
 
 def render(data: dict[str, Any]) -> str:
     cols = ("symbol", "price", "candle_age_s", "regime", "position", "pnl_pct", "action",
             "reason_code", "reason")  # fmt: skip
-    table = [cols] + [tuple(_cells(r)[c] for c in cols) for r in data["symbols"]]
+    table = [cols] + [_cells(r) for r in data["symbols"]]
     widths = [max(len(row[i]) for row in table) for i in range(len(cols) - 1)]
     lines = []
     for row in table:
         cells = [row[i].ljust(widths[i]) for i in range(len(cols) - 1)] + [row[-1][:60]]
         lines.append("  ".join(cells))
     a, t = data["account"], data["today"]
-    gross, fees = Decimal(t["realized_pnl"]), Decimal(t.get("fees_paid") or 0)
     lines += [
         "",
         f"equity {mf.krw(a['equity'])}   cash {mf.krw(a['cash'])}   "
         f"exposure {mf.krw(a['exposure'])}",
-        f"today {t['date']}: buys {t['buys']}, sells {t['sells']}, PnL "
-        f"{mf.pnl_breakdown(gross - fees, gross, fees)}, "
-        f"consecutive losses {t['consecutive_losses']}, "
+        f"today {t['date']}: buys {t['buys']}, sells {t['sells']}, realized "
+        f"{_net(t)}, consecutive losses {t['consecutive_losses']}, "
         f"halted {'yes: ' + str(t['halt_reason']) if t['halted'] else 'no'}, "
         f"cooldown until {a['cooldown_until'] or '-'}",
     ]
@@ -113,6 +116,13 @@ def render(data: dict[str, Any]) -> str:
         lines.append(f"  undelivered #{row['id']} {row['kind']} ({row['status']}, "
                      f"{row['attempts']} attempts): {row['last_error']}")  # fmt: skip
     return "\n".join(lines)
+
+
+def _net(today: dict[str, Any]) -> str:
+    """Today's realized PnL net of fees, gross and fees beside it."""
+    gross = Decimal(today["realized_pnl"])
+    fees = Decimal(today.get("fees_paid") or 0)
+    return mf.pnl_breakdown(gross - fees, gross, fees)
 
 
 async def _run(settings: Settings, as_json: bool) -> None:
