@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from coinpilot import prompts
-from coinpilot.adapters.llm import build_request, call_tool, create_client
+from coinpilot.adapters.llm import build_request, call_json, create_client
+from coinpilot.config import ModelSettings
 from coinpilot.domain.ai_context import build_context
 from coinpilot.domain.candles import Candles
 from coinpilot.services.agent import input_hash
@@ -68,15 +69,15 @@ async def _fake_roundtrip_ms(runs: int) -> float:
     base = await fake.start()
     client = create_client("sk-bench", base)
     req = build_request(
-        model="claude-haiku-4-5", system=prompts.ANALYST_SYSTEM, user="x",
-        tool=prompts.tool("analyst"), max_tokens=256,
+        model="claude-haiku-5-5", system=prompts.ANALYST_SYSTEM, user="x",
+        output_format=prompts.output_format("analyst"), options=ModelSettings(max_tokens=256),
     )  # fmt: skip
     try:
-        await call_tool(client, req, 10)
+        await call_json(client, req, 10)
         best = float("inf")
         for _ in range(runs):
             started = time.perf_counter()
-            await call_tool(client, req, 10)
+            await call_json(client, req, 10)
             best = min(best, time.perf_counter() - started)
     finally:
         await client.close()
@@ -97,7 +98,7 @@ def run() -> list[dict[str, object]]:
             "figure": "SDK round trip to the local Anthropic fake",
             "value": round(asyncio.run(_fake_roundtrip_ms(20)), 2),
             "unit": "ms",
-            "note": "max_retries=0, forced tool use",
+            "note": "max_retries=0, structured output",
         },
     ]
 

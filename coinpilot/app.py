@@ -1,6 +1,7 @@
 """Composition root: builds every dependency and service, owns start-up and shutdown.
 
-Start-up: embedded servers when no URLs are set → pool → migrations → single-daemon lock →
+Start-up: embedded servers when no URLs are set → pool → migrations → single-daemon lock (on
+its own connection, re-verified every cycle) →
 Redis → HTTP → services → READY=1. Shutdown (SIGTERM/SIGINT): stop intake, let the current
 cycles finish within the drain budget, cancel what is left, close resources in reverse
 order, STOPPING=1, exit 0. An unexpected error in a service ends the process non-zero.
@@ -29,6 +30,7 @@ from coinpilot.embedded import EmbeddedPostgres, EmbeddedRedis, state_path
 from coinpilot.errors import DependencyDown, FatalError
 from coinpilot.observability import Health, Metrics
 from coinpilot.sdnotify import SdNotifier, watchdog_interval_s
+from coinpilot.services.minute_events import MinuteEvents
 
 log = structlog.get_logger(__name__)
 
@@ -57,6 +59,9 @@ class Deps:
     services: list[Service] = field(default_factory=list)
     before_scrape: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)
+    # "Minute stored" events: the collector publishes, the bot subscribes.
+    minute_events: MinuteEvents = field(default_factory=MinuteEvents)
+    lock: db.DaemonLock | None = None  # the one-daemon lock; trading stops while it is lost
 
 
 async def resolve_urls(stack: contextlib.AsyncExitStack, settings: Settings) -> tuple[str, str]:
@@ -91,10 +96,10 @@ async def open_deps(
     stack.push_async_callback(pool.close)
     async with pool.acquire() as conn:
         await db.migrate(conn)
-    # The lock lives as long as this dedicated connection, i.e. the process.
-    lock_conn = await pool.acquire()
-    stack.push_async_callback(pool.release, lock_conn)
-    await db.acquire_daemon_lock(lock_conn)
+    # The lock lives on a connection of its own, re-verified every cycle (DaemonLock).
+    lock = db.DaemonLock(dsn)
+    await lock.acquire()
+    stack.push_async_callback(lock.close)
     redis = create_redis(redis_url)
     stack.push_async_callback(redis.aclose)
     http = aiohttp.ClientSession(
@@ -108,6 +113,7 @@ async def open_deps(
         http=http,
         clock=clock or SystemClock(),
         keys=keys or Keys(settings.redis_key_prefix),
+        lock=lock,
     )
 
 

@@ -1,4 +1,8 @@
-"""`coinpilot` entry point: parse, load the config once, dispatch to a subcommand."""
+"""`coinpilot` entry point: parse, load the config once, dispatch to a subcommand.
+
+Only the module of the command given is imported (``coinpilot --help`` imports none), so
+a short command does not pay for the daemon's libraries.
+"""
 
 from __future__ import annotations
 
@@ -7,46 +11,78 @@ import importlib
 import sys
 from collections.abc import Sequence
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 from coinpilot.commands import COMMAND_MODULES
-from coinpilot.config import load_config
-from coinpilot.errors import ConfigError
-from coinpilot.observability import configure_logging
+
+if TYPE_CHECKING:
+    from coinpilot.errors import ConfigError
 
 
-def build_parser() -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
-    parser = argparse.ArgumentParser(prog="coinpilot", description=__doc__)
+def _entry(name: str) -> tuple[str, str | None]:
+    entry = COMMAND_MODULES[name]
+    return (entry, None) if isinstance(entry, str) else entry
+
+
+def _chosen(argv: Sequence[str]) -> str | None:
+    """The subcommand named in ``argv``: its first word that is not an option."""
+    for word in argv:
+        if not word.startswith("-"):
+            return word if word in COMMAND_MODULES else None
+    return None
+
+
+def build_parser(
+    argv: Sequence[str] | None = None,
+) -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
+    """The parser, with the arguments of the command in ``argv`` (of every command when
+    ``argv`` is None), and the modules it imported for that."""
+    parser = argparse.ArgumentParser(prog="coinpilot", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    chosen = None if argv is None else _chosen(argv)
     modules: dict[str, ModuleType] = {}
-    for name, path in COMMAND_MODULES.items():
-        module = importlib.import_module(path)
-        modules[name] = module
-        cmd = sub.add_parser(name, help=module.HELP, description=module.HELP)
+    for name in COMMAND_MODULES:
+        path, text = _entry(name)
+        if argv is None or name == chosen or text is None:
+            modules[name] = importlib.import_module(path)
+            text = text or modules[name].HELP
+        cmd = sub.add_parser(name, help=text, description=text)
+        if name not in modules:
+            continue
         cmd.add_argument(
             "--config",
             metavar="FILE",
             default=None,
             help="YAML config (default: $COINPILOT_CONFIG, else config/coinpilot.yaml)",
         )
-        module.add_arguments(cmd)
+        modules[name].add_arguments(cmd)
     return parser, modules
 
 
+def config_error(exc: ConfigError) -> int:
+    """One line on stderr, exit 2: the message names the field or environment variable."""
+    print(f"coinpilot: config error: {' '.join(str(exc).split())}", file=sys.stderr)
+    return 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser, modules = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    parser, modules = build_parser(words)
+    args = parser.parse_args(words)
+    from coinpilot.config import load_config
+    from coinpilot.errors import ConfigError
+    from coinpilot.observability import configure_logging
+
     try:
         settings = load_config(args.config)
     except ConfigError as exc:
-        print(f"coinpilot: config error: {exc}", file=sys.stderr)
-        return 2
+        return config_error(exc)
     configure_logging(settings.app.log.level, settings.app.log.format)
     module = modules[args.command]
     try:
         return int(module.main(args, settings))  # type: ignore[attr-defined]
     except ConfigError as exc:
-        print(f"coinpilot: config error: {exc}", file=sys.stderr)
-        return 2
+        return config_error(exc)
     except KeyboardInterrupt:
         return 130
 

@@ -19,7 +19,11 @@ RouteInstaller = Callable[[web.Application], None]
 
 
 async def health_report(deps: Deps) -> tuple[int, dict[str, Any]]:
-    """503 when the database or Redis is unreachable or a service loop stopped; else 200."""
+    """503 when the database is unreachable or a service loop stopped; else 200, with
+    ``degraded`` for anything an operator should look at (Redis, stale candles, AI,
+    notifications, loops without a good cycle)."""
+    from coinpilot.healthchecks import DB_ERRORS, ai_check, candle_check, notify_check
+
     db_ok = await db.ping(deps.pool)
     redis_ok = await cache.ping(deps.redis)
     now = deps.clock.now()
@@ -39,17 +43,32 @@ async def health_report(deps: Deps) -> tuple[int, dict[str, Any]]:
             problems.append(f"{svc.name}: {state.degraded_reason}")
     if not redis_ok:
         problems.append("redis unreachable: trading continues on database fallbacks")
+    candles: dict[str, Any] = {}
+    notifications: dict[str, Any] = {}
+    if db_ok:
+        try:
+            async with deps.pool.acquire() as conn:
+                candles, stale = await candle_check(conn, deps, now)
+                notifications, undelivered = await notify_check(conn, deps, now)
+            problems += stale + undelivered
+        except DB_ERRORS:
+            db_ok = False
     if not db_ok:
         problems.append("database unreachable")
+    ai, ai_problems = ai_check(deps)
+    problems += ai_problems
     problems += [f"{name}: loop not running" for name in stopped]
-    fatal = (not db_ok) or (not redis_ok) or bool(stopped)
-    status = "ok" if not problems else ("unavailable" if not db_ok or stopped else "degraded")
+    fatal = (not db_ok) or bool(stopped)
+    status = "ok" if not problems else ("unavailable" if fatal else "degraded")
     body = {
         "status": status,
         "timestamp": now.isoformat(),
         "database": db_ok,
         "redis": redis_ok,
         "problems": problems,
+        "candles": candles,
+        "notifications": notifications,
+        "ai": ai,
         "services": services,
     }
     return (503 if fatal else 200), body

@@ -257,6 +257,11 @@ class Metrics:
         self.ai_global_block = Gauge(
             "coinpilot_ai_global_block", "1 while the AI is globally blocked", registry=r
         )
+        self.ai_misconfigured = Gauge(
+            "coinpilot_ai_misconfigured",
+            "1 when the configured model is retired or unknown or refuses our requests",
+            registry=r,
+        )
         # Jobs' outputs
         self.volatility = Gauge(
             "coinpilot_volatility_pct",

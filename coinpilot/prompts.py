@@ -1,8 +1,12 @@
-"""What we ask the Analyst and the Guardian, and the tool schemas they must answer with.
+"""What we ask the Analyst and the Guardian, and the JSON schemas their answers must follow.
 
 The system prompts are static (and marked for prompt caching); everything that varies per
 candidate goes in the user message. Bump PROMPT_VERSION whenever any text here changes:
 it is part of the input hash, so replay never answers a new prompt with an old decision.
+
+The schemas go out as structured outputs (``output_config.format``), which accept no
+numeric or length constraints and need ``additionalProperties: false`` on every object;
+ranges are therefore stated in descriptions and enforced by ``domain/agent_fsm.py``.
 """
 
 from __future__ import annotations
@@ -11,10 +15,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-PROMPT_VERSION = "2026-11-1"
-
-ANALYST_TOOL = "submit_entry_analysis"
-GUARDIAN_TOOL = "submit_risk_check"
+PROMPT_VERSION = "2026-11-2"
 
 ANALYST_SYSTEM = """\
 You review long entries proposed by a rule-based mean-reversion bot trading KRW crypto \
@@ -36,8 +37,8 @@ Answer REJECT for a falling knife, abnormal volatility, or a decline that is cle
 still under way. Give a confidence from 0 to 100: 60 or more means you support the entry \
 (or see no risk); anything below 60 is treated as a rejection.
 
-Always call the tool with all three fields. The reasoning must be one or two concrete \
-sentences about the candles you were shown, never empty."""
+Answer with the JSON object only, all three fields filled. The reasoning must be one or \
+two concrete sentences about the candles you were shown, never empty."""
 
 GUARDIAN_SYSTEM = """\
 You are the last risk check before a paper-trading bot opens a long position in a KRW \
@@ -51,8 +52,8 @@ Judge only the market's mood and the trader's psychology:
 - could this entry be revenge trading, chasing after a string of losses?
 
 Answer SAFE when nothing looks abnormal. Answer WARNING when volatility is clearly \
-abnormal or there are clear signs of panic or FOMO. Always call the tool and give a short, \
-concrete reasoning."""
+abnormal or there are clear signs of panic or FOMO. Answer with the JSON object only and \
+give a short, concrete reasoning."""
 
 REGIME_NOTES: dict[str, tuple[str, str]] = {
     "BULL": (
@@ -79,8 +80,8 @@ ANALYST_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
         "decision": {"type": "string", "enum": ["CONFIRM", "REJECT"]},
-        "confidence": {"type": "integer", "minimum": 0, "maximum": 100},
-        "reasoning": {"type": "string", "minLength": 1},
+        "confidence": {"type": "integer", "description": "0 to 100"},
+        "reasoning": {"type": "string", "description": "one or two sentences, never empty"},
     },
     "required": ["decision", "confidence", "reasoning"],
     "additionalProperties": False,
@@ -90,25 +91,17 @@ GUARDIAN_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
         "decision": {"type": "string", "enum": ["SAFE", "WARNING"]},
-        "reasoning": {"type": "string", "minLength": 1},
+        "reasoning": {"type": "string", "description": "a short, concrete reason, never empty"},
     },
     "required": ["decision", "reasoning"],
     "additionalProperties": False,
 }
 
 
-def tool(role: str) -> dict[str, Any]:
-    if role == "analyst":
-        return {
-            "name": ANALYST_TOOL,
-            "description": "Record your verdict on the proposed entry.",
-            "input_schema": ANALYST_SCHEMA,
-        }
-    return {
-        "name": GUARDIAN_TOOL,
-        "description": "Record your risk check of the proposed entry.",
-        "input_schema": GUARDIAN_SCHEMA,
-    }
+def output_format(role: str) -> dict[str, Any]:
+    """The ``output_config.format`` of the role's request."""
+    schema = ANALYST_SCHEMA if role == "analyst" else GUARDIAN_SCHEMA
+    return {"type": "json_schema", "schema": schema}
 
 
 def system(role: str) -> str:

@@ -28,3 +28,8 @@ HTTP_INSTALLERS.append(dashboard_installer)
 from coinpilot.services.bot import bot_factory  # noqa: E402
 
 SERVICE_FACTORIES.append(bot_factory)
+
+# The one-daemon lock, re-verified between cycles (a lost lock stops trading).
+from coinpilot.services.daemon_lock import lock_watch_factory  # noqa: E402
+
+SERVICE_FACTORIES.append(lock_watch_factory)

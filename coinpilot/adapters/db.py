@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import re
 from dataclasses import dataclass
@@ -117,6 +119,74 @@ async def acquire_daemon_lock(conn: asyncpg.Connection) -> None:
             "another coinpilot daemon is already running against this database; "
             "stop it first (two daemons would trade the same ledger)"
         )
+
+
+class DaemonLock:
+    """The one-daemon lock, held on a connection of its own and re-verified every cycle.
+
+    PostgreSQL frees a session advisory lock with its session, silently: a server restart or
+    a terminated backend would let a second daemon take the same ledger. ``check`` proves
+    the session is still alive (so the lock is still ours); after a loss it reconnects and
+    tries to take the lock back, and raises ``FatalError`` when another daemon has it. The
+    bot trades only while ``held``.
+    """
+
+    def __init__(self, dsn: str, timeout_s: float = 5.0) -> None:
+        self.dsn, self.timeout_s = dsn, timeout_s
+        self.held = False
+        self.lost_reason: str | None = None
+        self._conn: asyncpg.Connection | None = None
+        self._guard = asyncio.Lock()
+
+    async def acquire(self) -> None:
+        """Take the lock at start-up: ``FatalError`` when another daemon holds it."""
+        try:
+            self._conn = await asyncpg.connect(self.dsn, timeout=self.timeout_s)
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise DependencyDown(f"database unreachable: {type(exc).__name__}") from exc
+        try:
+            await acquire_daemon_lock(self._conn)
+        except FatalError:
+            await self.close()
+            raise
+        self.held = True
+
+    async def check(self) -> bool:
+        """Whether we still hold the lock; after a loss, one attempt to take it back."""
+        async with self._guard:
+            if self.held and await self._alive():
+                return True
+            if self.held:
+                self.held = False
+                self.lost_reason = "daemon lock lost (database session ended): not trading"
+                log.error("daemon_lock_lost", action="trading stopped until it is re-acquired")
+                await self.close()
+            try:
+                await self.acquire()
+            except DependencyDown:
+                return False  # the database is still away: try again next time
+            log.warning("daemon_lock_reacquired")
+            self.lost_reason = None
+            return True
+
+    async def _alive(self) -> bool:
+        if self._conn is None or self._conn.is_closed():
+            return False
+        try:
+            await self._conn.fetchval("SELECT 1", timeout=self.timeout_s)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+            return False
+        return True
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.is_closed():
+            with contextlib.suppress(
+                OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError
+            ):
+                await asyncio.wait_for(conn.close(), timeout=self.timeout_s)
+        if conn is not None and not conn.is_closed():
+            conn.terminate()
 
 
 async def ping(pool: asyncpg.Pool, timeout_s: float = 2.0) -> bool:

@@ -3,8 +3,15 @@
 Each fill changes account_state, positions, trading_history, daily_risk_state (and, when
 due, risk_audit) and queues its notification in the outbox, all in one transaction: a crash
 at any point leaves either all of it or none of it. The idempotency key
-``symbol|candle start|side`` (UNIQUE in trading_history) makes a repeated decision for the
-same closed candle a no-op, so a restart never executes a decision twice.
+``symbol|candle start|side`` (UNIQUE in trading_history; a SELL's key also names the BUY it
+closes) makes a repeated decision for the same closed candle a no-op, so a restart never
+executes a decision twice.
+
+A BUY re-checks the risk limits inside its transaction, under a lock on the account row
+(max concurrent positions, daily trades, daily loss/halt, exposure cap, cash): two fills
+racing for the last room cannot both pass. A refusal is audited in risk_audit and returned.
+Today's risk row is created, when missing, from the equity *before* the fill; a fill never
+invents it from what is left after.
 
 Invariant, exact in Decimal, checked by ``verify`` and `coinpilot verify-ledger`:
 
@@ -16,6 +23,7 @@ basis) and fees = Σ fees of both sides.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from decimal import Decimal
@@ -26,7 +34,7 @@ import asyncpg
 from coinpilot.adapters.outbox import enqueue
 from coinpilot.config import AppConfig
 from coinpilot.domain import risk
-from coinpilot.domain.fills import Fill, buy_fill, net_pnl, sell_fill
+from coinpilot.domain.fills import Fill, buy_fill, net_pnl, sell_fill, to_decimal
 
 ZERO = Decimal(0)
 
@@ -72,17 +80,17 @@ class LedgerState:
     positions: dict[str, Position]
     day: Day
 
-    def exposure(self, marks: dict[str, float]) -> Decimal:
+    def exposure(self, marks: Mapping[str, float]) -> Decimal:
         total = ZERO
         for p in self.positions.values():
             mark = marks.get(p.symbol)
             total += p.quantity * (Decimal(repr(mark)) if mark else p.avg_price)
         return total
 
-    def equity(self, marks: dict[str, float]) -> Decimal:
+    def equity(self, marks: Mapping[str, float]) -> Decimal:
         return self.account.cash + self.exposure(marks)
 
-    def risk_state(self, marks: dict[str, float]) -> risk.RiskState:
+    def risk_state(self, marks: Mapping[str, float]) -> risk.RiskState:
         return risk.RiskState(
             equity=self.equity(marks),
             opening_equity=self.day.opening_equity,
@@ -93,8 +101,10 @@ class LedgerState:
         )
 
 
-def idempotency_key(symbol: str, candle_ts: datetime, side: str) -> str:
-    return f"{symbol}|{candle_ts.isoformat()}|{side}"
+def idempotency_key(symbol: str, candle_ts: datetime, side: str, entry: Any = None) -> str:
+    """A SELL names the BUY it closes: an exit after a same-candle re-entry is a new trade."""
+    key = f"{symbol}|{candle_ts.isoformat()}|{side}"
+    return key if entry is None else f"{key}|{entry}"
 
 
 async def ensure_account(conn: asyncpg.Connection | asyncpg.Pool, initial: Decimal) -> None:
@@ -143,24 +153,65 @@ def _day(row: asyncpg.Record) -> Day:
 
 
 async def load_state(
-    pool: asyncpg.Pool, app: AppConfig, now: datetime, marks: dict[str, float]
+    pool: asyncpg.Pool,
+    app: AppConfig,
+    now: datetime,
+    marks: Mapping[str, float],
+    *,
+    read_only: bool = False,
 ) -> LedgerState:
-    """Account, open positions and today's risk row (created with today's opening equity)."""
+    """Account, open positions and today's risk row (created with today's opening equity).
+
+    ``read_only`` (tools such as `coinpilot status`) writes nothing: a missing day row is
+    shown as it would open now, and a missing account as the initial balance.
+    """
     async with pool.acquire() as conn, conn.transaction():
+        if read_only:
+            return await _peek(conn, app, now, marks)
         await ensure_account(conn, app.risk.initial_balance_krw)
         account = await _account(conn)
         held = await positions(conn)
-        today = risk.trade_date(now, app.tz)
-        row = await conn.fetchrow("SELECT * FROM daily_risk_state WHERE trade_date = $1", today)
-        if row is None:
-            partial = LedgerState(account, held, _placeholder_day(today))
-            row = await conn.fetchrow(
-                """INSERT INTO daily_risk_state (trade_date, opening_equity) VALUES ($1, $2)
-                   ON CONFLICT (trade_date) DO UPDATE SET trade_date = EXCLUDED.trade_date
-                   RETURNING *""",
-                today, partial.equity(marks),
-            )  # fmt: skip
+        return LedgerState(account, held, await _today(conn, account, held, app, now, marks))
+
+
+async def _peek(
+    conn: asyncpg.Connection, app: AppConfig, now: datetime, marks: Mapping[str, float]
+) -> LedgerState:
+    initial = app.risk.initial_balance_krw
+    try:
+        account = await _account(conn)
+    except LookupError:
+        account = Account(initial, initial, ZERO, ZERO, 0, None)
+    held = await positions(conn)
+    today = risk.trade_date(now, app.tz)
+    row = await conn.fetchrow("SELECT * FROM daily_risk_state WHERE trade_date = $1", today)
+    if row is not None:
         return LedgerState(account, held, _day(row))
+    opening = LedgerState(account, held, _placeholder_day(today)).equity(marks)
+    day = Day(today, opening, ZERO, ZERO, 0, 0, 0, False, None)
+    return LedgerState(account, held, day)
+
+
+async def _today(
+    conn: asyncpg.Connection,
+    account: Account,
+    held: dict[str, Position],
+    app: AppConfig,
+    now: datetime,
+    marks: Mapping[str, float],
+) -> Day:
+    """Today's risk row; a new day opens at the equity of ``account`` and ``held`` at marks."""
+    today = risk.trade_date(now, app.tz)
+    row = await conn.fetchrow("SELECT * FROM daily_risk_state WHERE trade_date = $1", today)
+    if row is None:
+        partial = LedgerState(account, held, _placeholder_day(today))
+        row = await conn.fetchrow(
+            """INSERT INTO daily_risk_state (trade_date, opening_equity) VALUES ($1, $2)
+               ON CONFLICT (trade_date) DO UPDATE SET trade_date = EXCLUDED.trade_date
+               RETURNING *""",
+            today, partial.equity(marks),
+        )  # fmt: skip
+    return _day(row)
 
 
 def _placeholder_day(today: date) -> Day:
@@ -183,18 +234,58 @@ class BuyOrder:
     signal_info: dict[str, Any]
 
 
-async def buy(pool: asyncpg.Pool, order: BuyOrder, app: AppConfig, now: datetime) -> Fill | None:
-    """Open a position; None when the decision was already executed or the order is too small."""
+@dataclass(frozen=True)
+class Refused:
+    """A BUY the ledger refused because it would cross a limit; audited in risk_audit."""
+
+    verdict: risk.RiskVerdict
+
+
+def _limits(
+    state: LedgerState, symbol: str, fill: Fill, app: AppConfig, now: datetime,
+    marks: Mapping[str, float],
+) -> risk.RiskVerdict:  # fmt: skip
+    """The entry rules, then the exposure cap and cash, on the locked ledger state."""
+    verdict = risk.check_entry(state.risk_state(marks), symbol, app.risk, now)
+    if not verdict.ok:
+        return verdict
+    equity, cap = state.equity(marks), to_decimal(app.risk.max_total_exposure)
+    if state.exposure(marks) + fill.notional > equity * cap:
+        text = f"total exposure cap ({cap * 100:g}% of equity) reached"
+        return risk.RiskVerdict(False, "max_total_exposure", text)
+    if state.account.cash < fill.notional + fill.fee:
+        text = f"cash {state.account.cash:.0f} KRW cannot pay this order"
+        return risk.RiskVerdict(False, "insufficient_cash", text)
+    return verdict
+
+
+async def buy(
+    pool: asyncpg.Pool,
+    order: BuyOrder,
+    app: AppConfig,
+    now: datetime,
+    marks: Mapping[str, float] | None = None,
+) -> Fill | Refused | None:
+    """Open a position, or refuse it (audited) when a limit would be crossed.
+
+    None when the decision was already executed or the order is too small. ``marks`` prices
+    the open positions for equity and exposure (their average price where missing).
+    """
     fill = buy_fill(order.close, order.amount_krw, app.fills)
     if fill is None:
         return None
     key = idempotency_key(order.symbol, order.candle_ts, "BUY")
+    marks = {**(marks or {}), order.symbol: float(order.close)}
     async with pool.acquire() as conn, conn.transaction():
         account = await _account(conn, lock=True)
         if await _trade_exists(conn, key):
             return None
-        if account.cash < fill.notional + fill.fee:
-            return None
+        held = await positions(conn)
+        state = LedgerState(account, held, await _today(conn, account, held, app, now, marks))
+        verdict = _limits(state, order.symbol, fill, app, now, marks)
+        if not verdict.ok:
+            await _refusal(conn, order.symbol, verdict, now, app, {"regime": order.regime})
+            return Refused(verdict)
         trade_id = await conn.fetchval(
             """INSERT INTO trading_history (idempotency_key, symbol, side, price, quantity,
                    notional, fee, strategy_name, regime, high_water_mark, signal_info,
@@ -229,22 +320,17 @@ async def _count_day(
     fee: Decimal,
     pnl: Decimal,
 ) -> None:
+    """Count the fill in today's row, which the fill's transaction has read (``_today``)."""
     today = risk.trade_date(now, app.tz)
     column = "buy_count" if side == "BUY" else "sell_count"
-    # Every bot path calls load_state first, which creates the row with the day's opening
-    # equity; this insert only keeps a direct caller (tests, tools) from losing the count.
-    await conn.execute(
-        """INSERT INTO daily_risk_state (trade_date, opening_equity)
-            SELECT $1, cash FROM account_state WHERE id = 1
-            ON CONFLICT (trade_date) DO NOTHING""",
-        today,
-    )
-    await conn.execute(
+    status = await conn.execute(
         f"""UPDATE daily_risk_state SET {column} = {column} + 1, trade_count = trade_count + 1,
                fees_paid = fees_paid + $2, realized_pnl = realized_pnl + $3, updated_at = $4
             WHERE trade_date = $1""",
         today, fee, pnl, now,
     )  # fmt: skip
+    if not status.endswith(" 1"):
+        raise LookupError(f"daily_risk_state has no row for {today}")
 
 
 def _trade_payload(
@@ -275,14 +361,17 @@ async def sell(
     app: AppConfig,
     now: datetime,
     signal_info: dict[str, Any],
+    marks: Mapping[str, float] | None = None,
 ) -> SellResult | None:
     """Close the whole position; None when there is none or this exit already executed."""
-    key = idempotency_key(symbol, candle_ts, "SELL")
     async with pool.acquire() as conn, conn.transaction():
         account = await _account(conn, lock=True)
         pos = await conn.fetchrow("SELECT * FROM positions WHERE symbol = $1 FOR UPDATE", symbol)
+        key = idempotency_key(symbol, candle_ts, "SELL", pos and pos["entry_trade_id"])
         if pos is None or await _trade_exists(conn, key):
             return None
+        marks = {**(marks or {}), symbol: float(close)}
+        await _today(conn, account, await positions(conn), app, now, marks)
         fill = sell_fill(close, pos["quantity"], app.fills)
         entry_fee = await conn.fetchval(
             "SELECT fee FROM trading_history WHERE id = $1", pos["entry_trade_id"]
@@ -291,7 +380,8 @@ async def sell(
         gross = fill.notional - pos["cost_basis"]
         pnl = net_pnl(entry, fill)
         streak, cooldown = risk.after_close(account.consecutive_losses, pnl, app.risk, now)
-        stored_hwm = hwm if hwm is not None else fill.price
+        # DECISIONS: the exit price never becomes the HWM (a STOP_LOSS passes hwm=None).
+        stored_hwm = max(pos["high_water_mark"], hwm or pos["high_water_mark"])
         trade_id = await conn.fetchval(
             """INSERT INTO trading_history (idempotency_key, symbol, side, price, quantity,
                    notional, fee, realized_pnl, entry_price, strategy_name, regime,
@@ -358,25 +448,36 @@ async def record_rejection(
     rules keep passing, so only its first occurrence per symbol, reason and trading day is
     announced; every occurrence is audited.
     """
-    today = risk.trade_date(now, app.tz)
     async with pool.acquire() as conn, conn.transaction():
-        if verdict.halt:
-            halted = await conn.fetchval(
-                """UPDATE daily_risk_state SET is_trading_halted = true, halt_reason = $2,
-                       updated_at = $3 WHERE trade_date = $1 AND NOT is_trading_halted
-                   RETURNING true""",
-                today, verdict.text, now,
-            )  # fmt: skip
-            if not halted:
-                return
-        day_start = datetime.combine(today, time.min, tzinfo=app.tz)
-        repeat = await conn.fetchval(
-            """SELECT 1 FROM risk_audit WHERE ts >= $1 AND symbol = $2
-                   AND violation_type = $3 LIMIT 1""",
-            day_start, symbol, verdict.reason_code,
+        await _refusal(conn, symbol, verdict, now, app, details)
+
+
+async def _refusal(
+    conn: asyncpg.Connection,
+    symbol: str,
+    verdict: risk.RiskVerdict,
+    now: datetime,
+    app: AppConfig,
+    details: dict[str, Any],
+) -> None:
+    today = risk.trade_date(now, app.tz)
+    if verdict.halt:
+        halted = await conn.fetchval(
+            """UPDATE daily_risk_state SET is_trading_halted = true, halt_reason = $2,
+                   updated_at = $3 WHERE trade_date = $1 AND NOT is_trading_halted
+               RETURNING true""",
+            today, verdict.text, now,
         )  # fmt: skip
-        await _audit(conn, verdict.reason_code, symbol, now, None, details, verdict.text,
-                     notify=verdict.halt or not repeat)  # fmt: skip
+        if not halted:
+            return
+    day_start = datetime.combine(today, time.min, tzinfo=app.tz)
+    repeat = await conn.fetchval(
+        """SELECT 1 FROM risk_audit WHERE ts >= $1 AND symbol = $2
+               AND violation_type = $3 LIMIT 1""",
+        day_start, symbol, verdict.reason_code,
+    )  # fmt: skip
+    await _audit(conn, verdict.reason_code, symbol, now, None, details, verdict.text,
+                 notify=verdict.halt or not repeat)  # fmt: skip
 
 
 async def raise_hwm(pool: asyncpg.Pool, symbol: str, hwm: Decimal, now: datetime) -> bool:

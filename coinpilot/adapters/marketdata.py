@@ -89,12 +89,50 @@ async def _upsert_on(conn: asyncpg.Connection, rows: Sequence[CandleRow]) -> int
     for r in rows:
         if r.ts.tzinfo is None:
             raise ValueError(f"candle time without a zone: {r.symbol} {r.ts}")
-    payload = io.BytesIO(_csv_bytes(rows))
+    return await upsert_csv(conn, _csv_bytes(rows))
+
+
+async def upsert_csv(conn: asyncpg.Connection, payload: bytes) -> int:
+    """Store rows already in COPY's CSV text (COLUMNS order, zoned times, one row per key)
+    in one transaction; returns the number of rows inserted or changed."""
     async with conn.transaction():
         await conn.execute(_CREATE_STAGE)
-        await conn.copy_to_table(_STAGE, source=payload, columns=COLUMNS, format="csv")
+        await conn.copy_to_table(_STAGE, source=io.BytesIO(payload), columns=COLUMNS, format="csv")
         status = await conn.execute(_UPSERT)
     return int(status.rsplit(" ", 1)[-1])
+
+
+# Whether any stored row falls in one of the given (symbol, first, last) spans.
+_ANY_STORED = f"""
+SELECT EXISTS (
+    SELECT 1 FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[]) AS s(symbol, lo, hi)
+    WHERE EXISTS (SELECT 1 FROM market_data m WHERE m.symbol = s.symbol
+                  AND m.interval = '{INTERVAL}' AND m.ts BETWEEN s.lo AND s.hi)
+)
+"""
+
+
+async def insert_csv(
+    conn: asyncpg.Connection,
+    payload: bytes,
+    spans: Sequence[tuple[str, datetime, datetime]],
+) -> int:
+    """``upsert_csv`` for bulk imports: when nothing is stored yet in any (symbol, first,
+    last) span of the payload, COPY goes straight into market_data (half the server's work
+    of staging and merging); a writer that stores one of those minutes meanwhile makes the
+    direct COPY fail on the key, and the rows then go the staged way. One transaction."""
+    symbols, los, his = (list(col) for col in zip(*spans, strict=True)) if spans else ([], [], [])
+    async with conn.transaction():
+        if spans and not await conn.fetchval(_ANY_STORED, symbols, los, his):
+            try:
+                async with conn.transaction():
+                    status = await conn.copy_to_table(
+                        "market_data", source=io.BytesIO(payload), columns=COLUMNS, format="csv"
+                    )
+                return int(status.rsplit(" ", 1)[-1])
+            except asyncpg.UniqueViolationError:
+                pass
+        return await upsert_csv(conn, payload)
 
 
 async def upsert_candles(
@@ -109,6 +147,42 @@ async def upsert_candles(
         async with conn_or_pool.acquire() as conn:
             return await _upsert_on(conn, batch)
     return await _upsert_on(conn_or_pool, batch)
+
+
+class StoredMinute(NamedTuple):
+    symbol: str
+    ts: datetime
+    inserted: bool  # False: the minute was stored before and its values changed
+
+
+async def upsert_candles_changed(
+    conn_or_pool: asyncpg.Connection | asyncpg.Pool, rows: Iterable[CandleRow]
+) -> list[StoredMinute]:
+    """``upsert_candles`` that names the minutes it inserted or changed, oldest first.
+
+    The list is read after the commit, so a caller may announce those minutes at once."""
+    batch = list({(r.symbol, r.interval, r.ts): r for r in rows}.values())
+    if not batch:
+        return []
+    for r in batch:
+        if r.ts.tzinfo is None:
+            raise ValueError(f"candle time without a zone: {r.symbol} {r.ts}")
+    payload = _csv_bytes(batch)
+    if isinstance(conn_or_pool, asyncpg.Pool):
+        async with conn_or_pool.acquire() as conn:
+            records = await _upsert_returning(conn, payload)
+    else:
+        records = await _upsert_returning(conn_or_pool, payload)
+    changed = [StoredMinute(r["symbol"], r["ts"], r["inserted"]) for r in records]
+    return sorted(changed, key=lambda m: (m.ts, m.symbol))
+
+
+async def _upsert_returning(conn: asyncpg.Connection, payload: bytes) -> list[asyncpg.Record]:
+    async with conn.transaction():
+        await conn.execute(_CREATE_STAGE)
+        await conn.copy_to_table(_STAGE, source=io.BytesIO(payload), columns=COLUMNS, format="csv")
+        # xmax is 0 on a freshly inserted row version and set on an updated one.
+        return await conn.fetch(_UPSERT + " RETURNING m.symbol, m.ts, (m.xmax = 0) AS inserted")
 
 
 _SELECT_COLS = """extract(epoch FROM ts)::int8 AS t, open_price::float8 AS o,

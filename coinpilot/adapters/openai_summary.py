@@ -1,4 +1,4 @@
-"""A three-line summary of the daily report from OpenAI (gpt-4o-mini by default).
+"""A three-line summary of the daily report from OpenAI (gpt-6-luna by default).
 
 Without ``OPENAI_API_KEY``, or when the call fails in any way, the deterministic template
 is used instead, so the report always goes out. The answer is normalised to exactly three
@@ -8,6 +8,7 @@ lines whatever the model returns.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import structlog
 
@@ -46,15 +47,22 @@ async def summarise(
         timeout=cfg.timeout_s,
         max_retries=1,
     )
+    # Reasoning models refuse temperature and spend part of max_completion_tokens on
+    # reasoning: each knob is sent only when configured.
+    knobs: dict[str, Any] = {}
+    if cfg.reasoning_effort is not None:
+        knobs["reasoning_effort"] = cfg.reasoning_effort
+    if cfg.temperature is not None:
+        knobs["temperature"] = cfg.temperature
     try:
         resp = await client.chat.completions.create(
             model=cfg.openai_model,
-            max_completion_tokens=200,
-            temperature=0.2,
+            max_completion_tokens=cfg.max_completion_tokens,
             messages=[
                 {"role": "system", "content": SYSTEM_PROMPT},
                 {"role": "user", "content": report_text},
             ],
+            **knobs,
         )
         content = resp.choices[0].message.content if resp.choices else None
     except openai.OpenAIError as exc:
@@ -66,6 +74,8 @@ async def summarise(
     finally:
         await client.close()
     if not content or not content.strip():
-        log.warning("report_summary_fallback", error="empty answer")
+        # e.g. a reasoning model that used the whole output cap before answering
+        finish = resp.choices[0].finish_reason if resp.choices else None
+        log.warning("report_summary_fallback", error="empty answer", finish_reason=finish)
         return list(fallback[:3]), "template"
     return three_lines(content, fallback), "openai"

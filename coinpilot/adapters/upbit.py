@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import random
 import re
 from collections.abc import Sequence
@@ -39,6 +40,8 @@ MAX_COUNT = 200
 # Sends are spread over this window instead of exactly 1 s: the server counts arrivals.
 _WINDOW_S = 1.05
 _DEFAULT_BLOCK_S = 60.0
+_POLL_S = 0.01
+_MIN_SLEEP_S = 1e-6
 _REMAINING = re.compile(r"group=([a-z-]+);\s*min=(\d+);\s*sec=(\d+)")
 _SECONDS = re.compile(r"(\d+(?:\.\d+)?)\s*(?:s\b|sec|second)", re.IGNORECASE)
 
@@ -162,12 +165,16 @@ class RequestBudget:
     requests when they arrive, which is after we send and before we hear back, so counting
     from the response keeps any ``per_second + 1`` arrivals at least a window apart however
     late a request was delivered (a loaded machine or network cannot cause a 429).
+
+    Each slot stores its expiry time (infinite while in flight), and "still counted" and
+    "time left" are both read from that one number: a slot counted as active always has
+    time left, so a full budget never grants, and a wait is never rounded down to nothing.
     """
 
     def __init__(self, clock: Clock, per_second: int | None) -> None:
         self.clock = clock
         self.per_second = per_second
-        self._slots: list[list[float]] = []  # [time, in_flight]
+        self._slots: list[list[float]] = []  # [expires_at]; inf while the request is in flight
         self._hold_until = 0.0
         self._lock = asyncio.Lock()
 
@@ -175,7 +182,7 @@ class RequestBudget:
         self._hold_until = max(self._hold_until, self.clock.monotonic() + seconds)
 
     def _active(self, now: float) -> list[list[float]]:
-        self._slots = [s for s in self._slots if s[1] or now - s[0] < _WINDOW_S]
+        self._slots = [s for s in self._slots if s[0] > now]
         return self._slots
 
     def observe(self, remaining: int) -> None:
@@ -189,7 +196,7 @@ class RequestBudget:
     def done(self, slot: list[float] | None) -> None:
         """The response arrived: the slot now expires a window from here."""
         if slot is not None:
-            slot[0], slot[1] = self.clock.monotonic(), 0.0
+            slot[0] = self.clock.monotonic() + _WINDOW_S
 
     async def acquire(self) -> list[float] | None:
         if self.per_second is None and self._hold_until <= self.clock.monotonic():
@@ -197,20 +204,21 @@ class RequestBudget:
         async with self._lock:
             while True:
                 now = self.clock.monotonic()
-                active = self._active(now)
                 wait = self._hold_until - now
-                if self.per_second is not None and len(active) >= self.per_second:
-                    done = [s[0] for s in active if not s[1]]
-                    # All in flight: poll briefly until a response frees a slot.
-                    soonest = min(done) + _WINDOW_S - now if done else 0.01
-                    wait = max(wait, soonest)
+                if self.per_second is not None:
+                    active = self._active(now)
+                    if len(active) >= self.per_second:
+                        soonest = min(s[0] for s in active)
+                        # All in flight: poll briefly until a response frees a slot.
+                        wait = max(wait, soonest - now if soonest != math.inf else _POLL_S)
                 if wait <= 0:
                     if self.per_second is None:
                         return None
-                    slot = [now, 1.0]
+                    slot = [math.inf]
                     self._slots.append(slot)
                     return slot
-                await self.clock.sleep(wait)
+                # A clock that counts whole microseconds must move, or this loop would spin.
+                await self.clock.sleep(max(wait, _MIN_SLEEP_S))
 
 
 # ---------------------------------------------------------------- client

@@ -21,11 +21,7 @@ from coinpilot.config import AppConfig, RegimeParams
 from coinpilot.domain.candles import Candles
 from coinpilot.domain.exits import effective_exit_params
 from coinpilot.domain.regime import REGIME_INDEX, REGIMES
-from coinpilot.domain.signals import (
-    WindowedIndicators,
-    WindowedRsi,
-    windowed_indicators,
-)
+from coinpilot.domain.signals import WindowedRsi, windowed_indicators
 from coinpilot.domain.signals import entry_codes as sig_entry_codes
 from coinpilot.domain.snapshot import IndicatorParams
 from coinpilot.domain.strategy import CODE_INDEX
@@ -56,8 +52,8 @@ def precompute(c: Candles, regime: npt.NDArray[np.int8], app: AppConfig) -> Prec
     window, min_candles = app.bot.candle_window, app.bot.min_candles
     pos = np.minimum(np.arange(len(c)), window - 1)
     codes = np.full(len(c), CODE_INDEX["regime_unknown"], dtype=np.int16)
-    cache: dict[IndicatorParams, WindowedIndicators] = {}
     memo: dict[Any, Any] = {}  # regimes' parameter sets share every series they have in common
+    groups: dict[IndicatorParams, list[tuple[str, Any, npt.NDArray[np.bool_]]]] = {}
     for name in REGIMES:
         rows = regime == REGIME_INDEX[name]
         if name == "UNKNOWN" or not rows.any():
@@ -66,12 +62,17 @@ def precompute(c: Candles, regime: npt.NDArray[np.int8], app: AppConfig) -> Prec
         if cfg is None:
             codes[rows] = CODE_INDEX["regime_not_configured"]
             continue
-        p = IndicatorParams.from_entry(cfg.entry)
-        if p not in cache:
-            cache[p] = windowed_indicators(c, p, window, memo)
-        codes[rows] = sig_entry_codes(cache[p], name, cfg.entry, min_candles)[rows]
+        groups.setdefault(IndicatorParams.from_entry(cfg.entry), []).append((name, cfg, rows))
+    by_period: dict[int, F64] = {}
+    # One parameter set's indicators at a time: a year of minutes is tens of MB per series.
+    for p, members in groups.items():
+        w = windowed_indicators(c, p, window, memo)
+        for name, cfg, rows in members:
+            codes[rows] = sig_entry_codes(w, name, cfg.entry, min_candles)[rows]
+        by_period[p.rsi_period] = w.rsi14
+        del w
+    del memo
     codes[pos + 1 < min_candles] = CODE_INDEX["insufficient_data"]
-    by_period = {p.rsi_period: w.rsi14 for p, w in cache.items()}
     rsi: dict[int, F64] = {}
     for name in REGIMES:
         period = IndicatorParams.for_regime(name, regime_table(app)).rsi_period

@@ -1,7 +1,7 @@
 """Pure statistics of a backtest: no I/O, no clock, every figure reproducible by hand.
 
 Conventions (also in the README of the report):
-- win rate counts closed trades with PnL > 0 (fees included); a zero-PnL trade is not a win;
+- win rate counts closed trades that win (``fills.is_win``: PnL after both fees > 0);
 - max drawdown is the largest peak-to-trough fall of the equity curve, as a fraction of the peak;
 - Sharpe uses daily returns of the equity at the last point of each trading day (local
   calendar day in the configured time zone), sample std (ddof = 1), annualised with √365
@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from coinpilot.backtest.model import BacktestResult, Trade
+from coinpilot.domain.fills import is_win
 
 DAYS_PER_YEAR = 365
 
@@ -99,7 +100,7 @@ def _pnl_by_regime(closed: list[Trade]) -> dict[str, Decimal]:
 
 def summarize(result: BacktestResult, tz: ZoneInfo) -> Summary:
     closed = [t for t in result.trades if t.closed]
-    wins = sum(1 for t in closed if t.pnl > 0)
+    wins = sum(1 for t in closed if is_win(t.pnl))
     start = float(result.initial_equity)
     final = float(result.equity[-1]) if len(result.equity) else start
     in_market = float(np.mean(result.in_market)) if len(result.in_market) else 0.0

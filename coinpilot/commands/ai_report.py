@@ -12,8 +12,6 @@ from coinpilot.clock import SystemClock
 from coinpilot.config import Settings
 from coinpilot.services.ai_scoreboard import Scoreboard, build_scoreboard
 
-HELP = "compare approved and rejected AI candidates under the exit rules, with AI cost"
-
 LABELS = {
     "approved": "approved (taken)",
     "rejected_by_model": "rejected by the model",

@@ -30,8 +30,6 @@ from coinpilot.errors import DependencyDown
 from coinpilot.observability import Metrics
 from coinpilot.services.collector import CandleFiller, SyncResult
 
-HELP = "fill 1-minute candles from Upbit for the last N days or a UTC range"
-
 
 def _utc(text: str) -> datetime:
     try:

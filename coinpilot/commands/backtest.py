@@ -20,7 +20,6 @@ import structlog
 
 from coinpilot.config import Settings
 
-HELP = "replay history through the live engine and report trades, PnL and drawdown"
 log = structlog.get_logger(__name__)
 
 

@@ -12,17 +12,20 @@ import asyncio
 import contextlib
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import asyncpg
 
 from coinpilot.adapters import db
-from coinpilot.adapters.csvdata import CsvFormatError, read_csv
-from coinpilot.adapters.marketdata import CandleRow, upsert_candles
+from coinpilot.adapters.csvdata import NUMBERS, CsvFormatError, read_frame
+from coinpilot.adapters.marketdata import INTERVAL, insert_csv
 from coinpilot.config import Settings
 from coinpilot.errors import DependencyDown
 
-HELP = "load candle CSV files (symbol,ts_utc,open,high,low,close,volume,value_krw)"
+if TYPE_CHECKING:
+    import polars as pl
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,15 +33,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--symbol", help="store every row under this market code instead")
 
 
-def read_all(files: list[Path], symbol: str | None) -> list[CandleRow]:
-    """Rows of every file; raises CsvFormatError/OSError before anything is written."""
-    rows: list[CandleRow] = []
-    for path in files:
-        rows.extend(read_csv(path, symbol))
+def read_all(files: list[Path], symbol: str | None) -> pl.DataFrame:
+    """Rows of every file; raises CsvFormatError/OSError before anything is written.
+    When files overlap, the last file's copy of a minute wins (one row per key for COPY)."""
+    import polars as pl
+
+    frames = [read_frame(path, symbol) for path in files]
+    rows = pl.concat(frames) if len(frames) > 1 else frames[0]
+    if len(frames) > 1:
+        rows = rows.unique(subset=["symbol", "ts"], keep="last", maintain_order=True)
     return rows
 
 
-async def store(settings: Settings, rows: list[CandleRow]) -> int:
+def copy_payload(rows: pl.DataFrame) -> bytes:
+    """market_data rows as COPY CSV text: the numbers exactly as the files wrote them."""
+    import polars as pl
+
+    table = rows.select(
+        "symbol",
+        pl.lit(INTERVAL).alias("interval"),
+        pl.col("ts").dt.strftime("%Y-%m-%dT%H:%M:%S+00"),
+        *(f"{n}_text" for n in NUMBERS),
+    )
+    return table.write_csv(include_header=False).encode()
+
+
+def spans(rows: pl.DataFrame) -> list[tuple[str, datetime, datetime]]:
+    """(symbol, first, last candle time) of each symbol in ``rows``."""
+    import polars as pl
+
+    agg = rows.group_by("symbol").agg(
+        pl.col("ts").min().alias("lo"), pl.col("ts").max().alias("hi")
+    )
+    return [(str(s), lo, hi) for s, lo, hi in agg.iter_rows()]
+
+
+async def store(settings: Settings, rows: pl.DataFrame) -> int:
     from coinpilot.app import resolve_urls
 
     async with contextlib.AsyncExitStack() as stack:
@@ -47,7 +77,9 @@ async def store(settings: Settings, rows: list[CandleRow]) -> int:
         stack.push_async_callback(pool.close)
         async with pool.acquire() as conn:
             await db.migrate(conn)
-            return await upsert_candles(conn, rows)
+            if rows.height == 0:
+                return 0
+            return await insert_csv(conn, copy_payload(rows), spans(rows))
 
 
 def main(args: argparse.Namespace, settings: Settings) -> int:
@@ -72,9 +104,9 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
               file=sys.stderr)  # fmt: skip
         return 1
     seconds = time.perf_counter() - started
-    symbols = sorted({r.symbol for r in rows})
+    symbols = sorted(rows["symbol"].unique().to_list())
     print(
-        f"rows read: {len(rows)}, rows stored: {stored}, symbols: {','.join(symbols)}, "
+        f"rows read: {rows.height}, rows stored: {stored}, symbols: {','.join(symbols)}, "
         f"seconds: {seconds:.1f}"
     )
     return 0

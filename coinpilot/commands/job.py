@@ -17,8 +17,6 @@ from coinpilot.config import Settings
 from coinpilot.observability import Metrics
 from coinpilot.services.jobs import JobContext
 
-HELP = "run one scheduled job now (regime, volatility or report)"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("job", choices=("regime", "volatility", "report"))

@@ -9,8 +9,6 @@ import contextlib
 from coinpilot.adapters import db
 from coinpilot.config import Settings
 
-HELP = "apply pending database migrations"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     del parser

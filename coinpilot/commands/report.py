@@ -11,8 +11,6 @@ from datetime import date
 from coinpilot.clock import SystemClock
 from coinpilot.config import Settings
 
-HELP = "print the daily report (today in the configured time zone, or --date)"
-
 
 def _date(value: str) -> date:
     try:

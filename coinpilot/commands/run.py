@@ -7,8 +7,6 @@ import asyncio
 
 from coinpilot.config import Settings
 
-HELP = "run the daemon (collector, bot loop, jobs, notifications, HTTP)"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     del parser

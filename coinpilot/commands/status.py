@@ -17,8 +17,6 @@ from coinpilot.config import Settings
 from coinpilot.services.jobs import JobContext
 from coinpilot.services.outbox_sender import outbox_summary
 
-HELP = "print each symbol's price, regime, position and last decision, and the account"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -38,7 +36,7 @@ async def collect(ctx: JobContext) -> dict[str, Any]:
     symbols = list(app.symbols)
     candles = await md.load_closed_candles(ctx.pool, symbols, 1, now)
     marks = {s: float(c.close[-1]) for s, c in candles.items() if len(c)}
-    state = await ledger.load_state(ctx.pool, app, now, marks)
+    state = await ledger.load_state(ctx.pool, app, now, marks, read_only=True)
     statuses = await _statuses(ctx, symbols)
     rows = []
     for sym in symbols:

@@ -15,8 +15,6 @@ from coinpilot.adapters import ledger
 from coinpilot.commands.job import open_job_context
 from coinpilot.config import Settings
 
-HELP = "check the paper ledger invariant (exit 1 on a violation)"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     del parser

@@ -54,7 +54,7 @@ class InvalidTransition(ValueError):
 
 
 class SchemaViolation(ValueError):
-    """The tool input does not match the role's JSON schema."""
+    """The answer does not match the role's JSON schema or its ranges."""
 
 
 @dataclass(frozen=True)
@@ -158,10 +158,11 @@ def _text(data: dict[str, Any], key: str) -> str:
 
 
 def _choice(data: dict[str, Any], key: str, allowed: tuple[str, ...]) -> str:
+    """Structured outputs do not guarantee enum casing, so "confirm" reads as CONFIRM."""
     value = data.get(key)
-    if value not in allowed:
+    if not isinstance(value, str) or value.strip().upper() not in allowed:
         raise SchemaViolation(f"{key} must be one of {'/'.join(allowed)}, got {value!r}")
-    return str(value)
+    return value.strip().upper()
 
 
 def parse_analyst(data: Any) -> AnalystOpinion:
@@ -184,8 +185,13 @@ def parse_guardian(data: Any) -> GuardianOpinion:
 
 
 # Audit only: the Analyst is asked not to re-judge what the rule engine already checked.
+# Word edges are ASCII letters, digits and "_" only: Python's \w counts Hangul as a word
+# character, so "RSI가" (RSI + a Korean particle) would otherwise not be a whole word.
+_EDGE_BEFORE, _EDGE_AFTER = r"(?<![A-Za-z0-9_])", r"(?![A-Za-z0-9_])"
 _BOUNDARY_WORDS = re.compile(
-    r"\b(rsi|ma20|ma\(20\)|moving average|volume ratio|vol_ratio|bb_lower|bb 하단)(?!\w)",
+    _EDGE_BEFORE
+    + r"(rsi|ma20|ma\(20\)|moving average|volume ratio|vol_ratio|bb_lower|bb 하단)"
+    + _EDGE_AFTER,
     re.IGNORECASE,
 )
 _BOUNDARY_KO = ("거래량", "볼린저")

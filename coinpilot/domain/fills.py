@@ -57,6 +57,15 @@ def sell_fill(close: Decimal, quantity: Decimal, f: FillParams) -> Fill:
     return Fill(price, quantity, price * quantity * f.fee_rate)
 
 
+def is_win(net: Decimal) -> bool:
+    """A closed trade wins when it made money after both fees; a scratch (0) does not.
+
+    The one definition behind the report's and the backtest's win rate and the cooldown's
+    loss streak (a zero no longer resets the streak, SPEC's numeric edge case).
+    """
+    return net > 0
+
+
 def net_pnl(entry: Fill, exit_: Fill) -> Decimal:
     """Round-trip PnL after both fees: what decides a loss for the cooldown streak."""
     return exit_.notional - exit_.fee - entry.notional - entry.fee

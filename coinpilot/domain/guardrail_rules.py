@@ -22,9 +22,13 @@ ERROR_CODES = frozenset(
         "api_error",
         "schema_violation",
         "truncated",
+        "bad_response",
     }
 )
 CREDIT_CODES = frozenset({"low_credit"})
+# The request is wrong for the configured model or key (HTTP 400/401/403/404): the AI step
+# stops instead of feeding the error streak, so no 30-minute block repeats for ever.
+CONFIG_CODES = frozenset({"config_error"})
 
 
 class Settle(StrEnum):

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
-from scipy.signal import lfilter
 
 F64 = npt.NDArray[np.float64]
 
@@ -36,15 +35,51 @@ def _as_f64(values: npt.ArrayLike) -> F64:
 
 
 def ewm_recursive(x: npt.ArrayLike, alpha: float) -> F64:
-    """y_0 = x_0, y_t = (1 − α) · y_{t−1} + α · x_t along the last axis (no warm-up mask)."""
+    """y_0 = x_0, y_t = (1 − α) · y_{t−1} + α · x_t along the last axis (no warm-up mask).
+
+    Each step is rounded as fl(fl(β · y) + fl(α · x)) with y_0 = fl(β · x_0 + α · x_0), the
+    direct-form filter the thresholds were calibrated with, so results are bit-for-bit the
+    same. A recursion cannot be vectorised along time: long series run as a scalar loop
+    (plain float arithmetic is the same IEEE double), stacks of many short windows as one
+    vector step per candle across all rows.
+    """
     arr = _as_f64(x)
     if arr.shape[-1] == 0:
         return arr.copy()
     beta = 1.0 - alpha
-    # lfilter runs y_t = α x_t + β y_{t-1}; a start state of β x_0 makes y_0 = x_0.
-    zi = beta * arr[..., :1]
-    out, _ = lfilter([alpha], [1.0, -beta], arr, axis=-1, zi=zi)
-    return np.asarray(out, dtype=np.float64)
+    scaled = alpha * arr
+    flat = scaled.reshape(-1, arr.shape[-1])
+    rows, n = flat.shape
+    if rows * _VECTOR_STEP_COST < n:
+        out = np.empty_like(flat)
+        for r in range(rows):
+            y = float(arr.reshape(-1, n)[r, 0])
+            # In blocks, so a long history never exists as a Python list of floats at once.
+            for start in range(0, n, _BLOCK):
+                block = _ewm_scalar(flat[r, start : start + _BLOCK].tolist(), y, beta)
+                out[r, start : start + len(block)] = block
+                y = block[-1]
+        return out.reshape(arr.shape)
+    out = np.empty_like(flat)
+    ys = arr.reshape(-1, n)[:, 0].copy()
+    for t in range(n):
+        ys = beta * ys + flat[:, t]
+        out[:, t] = ys
+    return out.reshape(arr.shape)
+
+
+# A per-candle vector step costs about as much as this many scalar steps.
+_VECTOR_STEP_COST = 16
+_BLOCK = 1 << 15
+
+
+def _ewm_scalar(scaled: list[float], y: float, beta: float) -> list[float]:
+    out: list[float] = []
+    append = out.append
+    for a in scaled:
+        y = beta * y + a
+        append(y)
+    return out
 
 
 def price_changes(close: npt.ArrayLike) -> tuple[F64, F64]:

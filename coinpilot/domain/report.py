@@ -3,7 +3,8 @@
 Definitions (DECISIONS: KRW everywhere, win rate and drawdown from the ledger):
 - PnL = realized PnL of the window's SELL fills minus the fees of every fill in the window;
 - trades = fills in the window (BUY + SELL); a *closed trade* is a SELL fill;
-- win rate = share of SELLs whose realized PnL (gross of fees, as recorded) is above zero;
+- win rate = share of SELLs that win (``fills.is_win``): realized PnL less the SELL's and its
+  BUY's fee above zero, the same test as the backtest's and the cooldown's;
 - max drawdown = the largest peak-to-trough fall, in %, of realized equity (initial balance
   plus realized PnL minus fees) walked fill by fill from the window's start;
 - best / worst trade = the SELLs with the highest / lowest realized PnL;
@@ -16,6 +17,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
+from coinpilot.domain.fills import is_win
+
 ZERO = Decimal(0)
 
 
@@ -27,6 +30,11 @@ class Fill:
     fee: Decimal
     realized_pnl: Decimal | None
     executed_at: datetime
+    entry_fee: Decimal = ZERO  # a SELL's: the fee of the BUY it closed
+
+    @property
+    def net_pnl(self) -> Decimal:
+        return (self.realized_pnl or ZERO) - self.fee - self.entry_fee
 
 
 @dataclass(frozen=True)
@@ -93,7 +101,7 @@ def build_report(
     fees = sum((f.fee for f in fills), ZERO)
     changes = [(f.realized_pnl or ZERO) - f.fee for f in fills]
     results = [TradeResult(f.symbol, f.realized_pnl or ZERO, f.executed_at) for f in sells]
-    wins = sum(1 for r in results if r.pnl_krw > 0)
+    wins = sum(1 for f in sells if is_win(f.net_pnl))
     notes = tuple(
         f"{f.symbol} SELL at {f.executed_at.isoformat()} has no recorded PnL"
         for f in sells

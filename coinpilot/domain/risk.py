@@ -11,6 +11,8 @@ Checks, in order; the first that fails rejects the entry with a stable reason co
  6. duplicate_position        the symbol is already held
 Sizing (``sizing.order_amount``) then caps the order by position size, cash and exposure
 room; an order below the minimum (e.g. no exposure room left) is ``below_min_order``.
+The ledger repeats these checks, plus ``max_total_exposure`` and ``insufficient_cash``, in
+the fill's own transaction (adapters/ledger.py).
 The trading day is a calendar day in the configured time zone (KST by default).
 """
 
@@ -22,7 +24,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from coinpilot.config import RiskLimits
-from coinpilot.domain.fills import to_decimal
+from coinpilot.domain.fills import is_win, to_decimal
 
 RISK_CODES = (
     "trading_halted",
@@ -32,6 +34,8 @@ RISK_CODES = (
     "max_concurrent_positions",
     "duplicate_position",
     "below_min_order",
+    "max_total_exposure",
+    "insufficient_cash",
 )
 
 
@@ -100,7 +104,7 @@ def after_close(
     consecutive_losses: int, net_pnl: Decimal, limits: RiskLimits, now: datetime
 ) -> tuple[int, datetime | None]:
     """The loss streak and, when it reaches the limit, the cooldown end (streak restarts)."""
-    if net_pnl >= 0:
+    if is_win(net_pnl):
         return 0, None
     streak = consecutive_losses + 1
     if streak >= limits.cooldown_after_consecutive_losses:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -83,13 +82,23 @@ class WindowedRsi:
         if n > head:
             now = slice(w - 1 - lag, n - lag)
             first = slice(0, n - w + 1)
-            body = full[now] - self.beta ** (w - 1 - lag) * full[first]
+            # full[now] − β^k · full[first], written in place (a year is MBs per temporary).
+            body = out[head:]
+            np.multiply(full[first], self.beta ** (w - 1 - lag), out=body)
+            np.subtract(full[now], body, out=body)
             body[moves[now] == moves[first]] = 0.0
-            out[head:] = body
         return np.maximum(out, 0.0, out=out)
 
     def at_lag(self, lag: int) -> F64:
-        out = ind.rsi_from_averages(self._average(0, lag), self._average(1, lag))
+        out = self._average(0, lag)
+        loss = self._average(1, lag)
+        # ind.rsi_from_averages, 100 − 100 / (1 + gain / loss), in place: the same bits.
+        with np.errstate(divide="ignore", invalid="ignore"):
+            np.divide(out, loss, out=out)
+            del loss
+            np.add(out, 1.0, out=out)
+            np.divide(100.0, out, out=out)
+            np.subtract(100.0, out, out=out)
         # Valid once the read candle is at least period - 1 into its window.
         pos = np.minimum(np.arange(len(out)), self.window - 1)
         out[pos - lag < self.period - 1] = np.nan
@@ -145,17 +154,30 @@ def windowed_indicators(
     memo = {} if memo is None else memo
     close, n = candles.close, len(candles)
     pos = _position(n, window)
-    rsi_long = _memo(memo, ("rsi", p.rsi_period), lambda: WindowedRsi(close, p.rsi_period, window))
-    rsi_short = _memo(
-        memo, ("rsi", p.rsi_short_period), lambda: WindowedRsi(close, p.rsi_short_period, window)
-    )
-    lags: list[F64] = [
-        _memo(memo, ("rsi_lag", p.rsi_short_period, j), partial(rsi_short.at_lag, j))
-        for j in range(p.rsi_7_recovery_lookback)
-    ]
-    rsi7_min = lags[0].copy()
-    for lagged in lags[1:]:
-        np.fmin(rsi7_min, lagged, out=rsi7_min)
+    # The recursions behind the RSI series live only until their lags are read: the memo
+    # keeps the series, so a long history does not also hold four averages per period.
+    rsi_of: dict[int, WindowedRsi] = {}
+
+    def read(period: int, j: int) -> F64:
+        if period not in rsi_of:
+            rsi_of[period] = WindowedRsi(close, period, window)
+        return rsi_of[period].at_lag(j)
+
+    def lag(period: int, j: int) -> F64:
+        return _memo(memo, ("rsi_lag", period, j), lambda: read(period, j))  # type: ignore[no-any-return]
+
+    short, lookback = p.rsi_short_period, p.rsi_7_recovery_lookback
+    lags = [lag(short, j) for j in range(min(2, lookback))]
+
+    def lowest() -> F64:
+        out = lags[0].copy()
+        for j in range(1, lookback):
+            np.fmin(out, lags[1] if j == 1 else read(short, j), out=out)
+        return out
+
+    rsi7_min: F64 = _memo(memo, ("rsi_min", short, lookback), lowest)
+    rsi14 = lag(p.rsi_period, 0)
+    rsi_of.clear()
     bands = (p.bb_period, p.bb_std)
     lower = _memo(memo, ("bb", *bands), lambda: ind.bollinger(close, *bands)[0])
     touch = _memo(
@@ -171,19 +193,26 @@ def windowed_indicators(
         ("volume", p.volume_period, p.recent_count),
         lambda: _volume(candles.volume, p, pos),
     )
-    ma = _memo(memo, ("sma", p.ma_period), lambda: ind.sma(close, p.ma_period))
+    ma = _memo(
+        memo,
+        ("sma_masked", p.ma_period),
+        lambda: _masked(ind.sma(close, p.ma_period), pos >= p.ma_period - 1),
+    )
+    lower_masked = _memo(
+        memo, ("bb_masked", *bands), lambda: _masked(lower, pos >= p.bb_period - 1)
+    )
     return WindowedIndicators(
         close=close,
-        rsi14=_memo(memo, ("rsi_lag", p.rsi_period, 0), lambda: rsi_long.at_lag(0)),
+        rsi14=rsi14,
         rsi7=lags[0],
         rsi7_prev=lags[1],
         rsi7_min_lookback=rsi7_min,
-        ma=_masked(ma, pos >= p.ma_period - 1),
-        bb_lower=_masked(lower, pos >= p.bb_period - 1),
+        ma=ma,
+        bb_lower=lower_masked,
         vol_ratio=vol_ratio,
         recent_vol_ratios=recent,
         bb_touch_recovery=touch & (pos + 1 - (p.bb_period - 1) >= need),
-        n_candles=pos + 1,
+        n_candles=_memo(memo, ("n_candles",), lambda: pos + 1),
     )
 
 

@@ -10,6 +10,7 @@ agent_decisions row; only CONFIRM + SAFE approves.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import time
@@ -28,21 +29,23 @@ from coinpilot.adapters import ai_records, marketdata
 from coinpilot.adapters.cache import Keys
 from coinpilot.adapters.guardrails import Guardrails
 from coinpilot.adapters.llm import (
+    JsonReply,
     LlmFailure,
-    ToolReply,
     Usage,
     build_request,
-    call_tool,
+    call_json,
     create_client,
     estimate_cost,
+    model_status,
 )
+from coinpilot.adapters.outbox import enqueue
 from coinpilot.clock import Clock
 from coinpilot.config import Settings
 from coinpilot.domain import agent_fsm as fsm
 from coinpilot.domain.ai_context import AiContext, build_context
 from coinpilot.domain.ai_prefilter import PrefilterResult, should_run_ai
 from coinpilot.domain.ai_types import AiOff, AiStep, AiVerdict, EntryCandidate
-from coinpilot.domain.guardrail_rules import Block, settle_kind
+from coinpilot.domain.guardrail_rules import CONFIG_CODES, Block, settle_kind
 from coinpilot.errors import DependencyDown
 from coinpilot.observability import Metrics
 
@@ -74,7 +77,11 @@ def input_hash(analyst_text: str, guardian_text: str) -> str:
 
 
 async def prepare(pool: asyncpg.Pool, settings: Settings, cand: EntryCandidate) -> Prepared:
-    """Load the candidate's 36 h of minutes and build its context, messages and hash."""
+    """Load the candidate's 36 h of minutes and build its context, messages and hash.
+
+    Nothing that depends on the portfolio (the order size) is shown to the model, so the
+    hash, and with it a replay, is the same under any risk configuration.
+    """
     cfg = settings.app.ai
     ref = cand.candle_ts + timedelta(minutes=1)  # the candidate's minute has closed
     minutes = await marketdata.load_range(
@@ -104,7 +111,6 @@ async def prepare(pool: asyncpg.Pool, settings: Settings, cand: EntryCandidate) 
         "regime": cand.regime,
         "price": cand.price,
         "candle_ts": cand.candle_ts.isoformat(),
-        "order_krw": cand.order_krw,
         "entry_config": dict(cand.entry_config),
         "ma_gap_pct": ctx.ma_gap_pct,
         "pattern_features": ctx.patterns,
@@ -126,11 +132,11 @@ class Trace:
     usage: Usage = field(default_factory=Usage)
     model: str | None = None
 
-    def reply(self, role: str, r: ToolReply) -> None:
+    def reply(self, role: str, r: JsonReply) -> None:
         self.usage = self.usage + r.usage
         self.model = r.model
         self.outputs[role] = {
-            "input": r.tool_input,
+            "answer": r.data,
             "stop_reason": r.stop_reason,
             "request_id": r.request_id,
         }
@@ -139,6 +145,22 @@ class Trace:
         self.usage = self.usage + f.usage
         self.outputs.setdefault(f"{role}_errors", []).append(
             {"code": f.code, "message": f.message, "status": f.status}
+        )
+
+
+@dataclass(frozen=True)
+class Unavailable:
+    """Why the AI step stopped: the configured model cannot be used as configured."""
+
+    model: str
+    config_key: str  # ai.models.dev | ai.models.prod
+    reason: str
+
+    def text(self, fallback: str) -> str:
+        then = "entries rejected" if fallback == "reject" else "entries on the rules alone"
+        return (
+            f"AI step stopped: {self.config_key} = {self.model}: {self.reason}. "
+            f"Set {self.config_key} to a current model and restart ({then} until then)."
         )
 
 
@@ -155,20 +177,90 @@ class AgentRunner:
         clock: Clock,
         metrics: Metrics,
         client: anthropic.AsyncAnthropic,
+        dry_run: bool = False,
     ) -> None:
         self.settings, self.pool, self.clock, self.metrics = settings, pool, clock, metrics
         self.cfg = settings.app.ai
         self.client = client
         self.model = settings.model_id
+        # A dry run (`coinpilot ai-review`) consumes no guardrails and records nothing.
+        self.dry_run = dry_run
         self.guard = Guardrails(redis, keys, self.cfg.guardrails)
         self._slots = asyncio.Semaphore(self.cfg.max_concurrency)
+        mode = settings.env.llm_mode
+        self.config_key = f"ai.models.{mode if mode in self.cfg.models else 'dev'}"
+        self.unavailable: Unavailable | None = None
+        self._check: asyncio.Task[None] | None = None
 
     async def aclose(self) -> None:
         """Close the SDK's HTTP connections (call once at shutdown)."""
+        if self._check is not None:
+            self._check.cancel()
         await self.client.close()
+
+    def start_model_check(self) -> None:
+        """Ask the Models API about the configured model now; reviews wait for the answer."""
+        if self._check is None:
+            self._check = asyncio.get_running_loop().create_task(
+                self.check_model(), name="ai-model-check"
+            )
+
+    async def check_model(self) -> None:
+        """A retired or unknown id stops the AI step; a failed lookup only warns."""
+        try:
+            status = await model_status(self.client, self.model, self.cfg.model_check_timeout_s)
+        except LlmFailure as f:
+            if f.code in CONFIG_CODES:
+                await self.stop_ai(f"the Models API refused the lookup ({f.message})")
+            else:  # transient: the first request will tell
+                log.warning("ai_model_check_failed", model=self.model, code=f.code)
+            return
+        except Exception as exc:  # never let the check take the bot down
+            log.warning("ai_model_check_failed", model=self.model, error=type(exc).__name__)
+            return
+        if not status.usable:
+            await self.stop_ai(f"the model is {status.lifecycle} (Models API)")
+            return
+        self.metrics.ai_misconfigured.set(0)
+        if status.lifecycle == "deprecated":
+            log.warning("ai_model_deprecated", model=self.model, config_key=self.config_key,
+                        retires_at=status.retires_at)  # fmt: skip
+        else:
+            log.info("ai_model_ok", model=self.model, resolved=status.resolved)
+
+    async def stop_ai(self, reason: str) -> None:
+        """Stop calling the model: one log line, the gauge, one Discord message."""
+        if self.unavailable is not None:
+            return
+        self.unavailable = Unavailable(self.model, self.config_key, reason)
+        self.metrics.ai_misconfigured.set(1)
+        text = self.unavailable.text(self.cfg.on_unavailable)
+        log.error("ai_misconfigured", model=self.model, config_key=self.config_key,
+                  fallback=self.cfg.on_unavailable, message=text)  # fmt: skip
+        if self.dry_run:
+            return
+        payload = {"event": "ai_misconfigured", "level": "error", "message": text,
+                   "model": self.model, "config_key": self.config_key}  # fmt: skip
+        try:
+            await enqueue(self.pool, "system", payload)
+        except (asyncpg.PostgresError, OSError) as exc:
+            log.error("ai_notify_failed", error=type(exc).__name__)
+            self.metrics.dependency_error("postgres", "ai_notify")
+
+    def _fallback(self, unavailable: Unavailable) -> AiVerdict:
+        rules_only = self.cfg.on_unavailable == "rules_only"
+        code = "rules_only" if rules_only else "ai_unavailable"
+        self.metrics.ai_decisions.labels(outcome="approved" if rules_only else "rejected",
+                                         reason=code).inc()  # fmt: skip
+        return AiVerdict(rules_only, code, unavailable.text(self.cfg.on_unavailable))
 
     async def review(self, candidate: EntryCandidate) -> AiVerdict:
         try:
+            self.start_model_check()
+            assert self._check is not None
+            await asyncio.shield(self._check)
+            if self.unavailable is not None:
+                return self._fallback(self.unavailable)
             return await self._review(candidate)
         except Exception as exc:  # a bug here must cost one entry, never the bot loop
             log.exception("ai_review_crashed", symbol=candidate.symbol, error=type(exc).__name__)
@@ -194,8 +286,30 @@ class AgentRunner:
             return await self._finish(prep, block.code, block.message, started)
         trace = Trace()
         run = await self._run_model(prep, trace, deadline)
-        await self._settle(prep, run)
+        if run.reason_code in CONFIG_CODES:  # no cooldown, no error streak: the step stops
+            await self.stop_ai(f"a request was refused: {run.reasoning}"[:400])
+        else:
+            await self._settle(prep, run)
         return await self._finish(prep, run.reason_code, run.reasoning, started, run, trace)
+
+    async def review_once(self, candidate: EntryCandidate) -> tuple[Prepared, dict[str, Any]]:
+        """One Analyst → Guardian run for an operator: pre-filter shown but not obeyed, no
+        guardrails, nothing recorded. Returns the candidate's preparation and the row the
+        bot would have recorded (its cost at the configured price included)."""
+        assert self.dry_run, "review_once is for dry runs"
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        prep = await prepare(self.pool, self.settings, candidate)
+        trace = Trace()
+        run = await self._run_model(prep, trace, loop.time() + self.cfg.timeout_s)
+        if run.reason_code in CONFIG_CODES:
+            await self.stop_ai(f"a request was refused: {run.reasoning}"[:400])
+        latency = time.perf_counter() - started
+        row = decision_row(
+            prep, self.settings, run.reason_code, run.reasoning, run.approved, latency, run, trace
+        )
+        row["cost_usd"] = estimate_cost(trace.usage, self.cfg.prices.get(self.model))
+        return prep, row
 
     async def _check_guardrails(self, prep: Prepared) -> Block | None:
         try:
@@ -229,7 +343,7 @@ class AgentRunner:
     ) -> fsm.Run:
         try:
             reply = await self._call("analyst", prep.analyst_text, trace, deadline)
-            opinion = fsm.parse_analyst(reply.tool_input)
+            opinion = fsm.parse_analyst(reply.data)
         except LlmFailure as f:
             return fsm.step(run, _failure_event(f))
         except fsm.SchemaViolation as exc:
@@ -245,30 +359,31 @@ class AgentRunner:
     ) -> fsm.Run:
         try:
             reply = await self._call("guardian", prep.guardian_text, trace, deadline)
-            opinion = fsm.parse_guardian(reply.tool_input)
+            opinion = fsm.parse_guardian(reply.data)
         except LlmFailure as f:
             return fsm.step(run, _failure_event(f))
         except fsm.SchemaViolation as exc:
             return fsm.step(run, _schema_event(exc))
         return fsm.step(run, fsm.guardian_event(opinion))
 
-    async def _call(self, role: str, user: str, trace: Trace, deadline: float) -> ToolReply:
+    async def _call(self, role: str, user: str, trace: Trace, deadline: float) -> JsonReply:
         """Our bounded retry policy: transient failures only, never past the deadline."""
         request = build_request(
             model=self.model,
             system=prompts.system(role),
             user=user,
-            tool=prompts.tool(role),
-            max_tokens=self.cfg.max_tokens,
+            output_format=prompts.output_format(role),
+            options=self.cfg.settings_for(self.model),
         )
         trace.requests[role] = request
         loop = asyncio.get_running_loop()
         for attempt in range(self.cfg.max_attempts):
-            await self.guard.mark_call(self.clock.now())
+            if not self.dry_run:
+                await self.guard.mark_call(self.clock.now())
             trace.attempts += 1
             remaining = deadline - loop.time()
             try:
-                reply = await call_tool(
+                reply = await call_json(
                     self.client, request, min(self.cfg.attempt_timeout_s, remaining)
                 )
             except LlmFailure as f:
@@ -314,6 +429,10 @@ class AgentRunner:
         row["cost_usd"] = cost
         notify = notification(prep, row) if trace is not None else None
         decision_id = await self._record(row, notify)
+        if approved and decision_id is None:
+            # An approval nobody can audit or replay must not buy.
+            approved, code = False, "record_failed"
+            reasoning = f"approval not recorded, entry skipped: {reasoning}"[:REASON_MAX]
         self._observe(approved, code, latency, trace, cost)
         log.info(
             "ai_decision",
@@ -427,7 +546,7 @@ def build_ai_step(deps: Any) -> AiStep:
         return AiOff()
     client = create_client(key.get_secret_value(), settings.env.anthropic_base_url)
     deps.extras["ai_client"] = client
-    return AgentRunner(
+    runner = AgentRunner(
         settings=settings,
         pool=deps.pool,
         redis=deps.redis,
@@ -436,3 +555,6 @@ def build_ai_step(deps: Any) -> AiStep:
         metrics=deps.metrics,
         client=client,
     )
+    with contextlib.suppress(RuntimeError):  # no running loop: the first review starts it
+        runner.start_model_check()
+    return runner

@@ -14,7 +14,7 @@ import structlog
 from coinpilot.adapters import ai_records, marketdata
 from coinpilot.config import RegimeParams, Settings
 from coinpilot.domain.ai_shadow import GroupStats, group_stats, simulate_exit
-from coinpilot.domain.guardrail_rules import CREDIT_CODES, ERROR_CODES
+from coinpilot.domain.guardrail_rules import CONFIG_CODES, CREDIT_CODES, ERROR_CODES
 from coinpilot.domain.indicators import rsi
 
 log = structlog.get_logger(__name__)
@@ -29,7 +29,8 @@ def group_of(row: Any) -> str:
     code = row["reason_code"] or ""
     if code in MODEL_REJECTS:
         return "rejected_by_model"
-    if code in ERROR_CODES or code in CREDIT_CODES or code == "guardrails_unavailable":
+    failures = ERROR_CODES | CREDIT_CODES | CONFIG_CODES | {"guardrails_unavailable"}
+    if code in failures:
         return "rejected_on_failure"
     return "blocked_before_model"
 

@@ -34,7 +34,8 @@ import structlog
 
 from coinpilot.adapters import ledger
 from coinpilot.adapters.cache import REDIS_ERRORS, Keys
-from coinpilot.clock import Clock, floor_minute
+from coinpilot.adapters.db import DaemonLock
+from coinpilot.clock import Clock
 from coinpilot.config import Settings
 from coinpilot.domain import risk
 from coinpilot.domain.ai_types import AiOff, AiStep, EntryCandidate
@@ -103,6 +104,7 @@ class BotService(PeriodicService):
         metrics: Metrics,
         ai: AiStep | None = None,
         symbols: list[str] | None = None,
+        lock: DaemonLock | None = None,
     ) -> None:
         app = settings.app
         super().__init__(
@@ -121,6 +123,8 @@ class BotService(PeriodicService):
         self.last_outcomes: dict[str, Outcome] = {}
         self.windows = CandleWindows(app.bot.candle_window, overlap=app.collector.recent_candles)
         self._marks: dict[str, float] = {}  # the last cycle's prices, for late AI verdicts
+        self._held: set[str] = set()  # symbols with a position, as of the last ledger read
+        self.lock = lock  # the one-daemon lock: no fill unless it is held
 
     @property
     def ai_is_inline(self) -> bool:
@@ -132,6 +136,11 @@ class BotService(PeriodicService):
         """Crash-only recovery: the database is the truth; Redis caches are rebuilt from it."""
         await ledger.ensure_account(self.pool, self.app.risk.initial_balance_krw)
         held = await ledger.positions(self.pool)
+        self._held = set(held)
+        orphans = sorted(self._held - set(self.symbols))
+        if orphans:
+            log.warning("held_symbols_not_configured", symbols=orphans,
+                        action="exits only, still read and collected until closed")  # fmt: skip
         with contextlib.suppress(*REDIS_ERRORS):
             for p in held.values():
                 await self.redis.set(self.keys.hwm(p.symbol), str(p.high_water_mark))
@@ -164,43 +173,56 @@ class BotService(PeriodicService):
             )
         self.state.degraded_reason = "redis unavailable: using database fallbacks"
 
-    async def _regimes(self, now: datetime) -> dict[str, str]:
+    async def _regimes(self, now: datetime, symbols: list[str]) -> dict[str, str]:
+        """Redis first; a missing key, like a Redis outage, is answered from regime_history."""
+        found: dict[str, str] = {}
         try:
-            values = await self.redis.mget([self.keys.regime(s) for s in self.symbols])
+            values = await self.redis.mget([self.keys.regime(s) for s in symbols])
             self.state.degraded_reason = None
-            return {s: v or "UNKNOWN" for s, v in zip(self.symbols, values, strict=True)}
+            found = {s: v for s, v in zip(symbols, values, strict=True) if v}
         except REDIS_ERRORS as exc:
             self._redis_failed(exc)
-        oldest = now - timedelta(seconds=self.app.regime_detection.redis_ttl_s)
-        rows = await self.pool.fetch(
-            """SELECT DISTINCT ON (symbol) symbol, regime FROM regime_history
-               WHERE symbol = ANY($1::text[]) AND detected_at > $2
-               ORDER BY symbol, detected_at DESC""",
-            self.symbols, oldest,
-        )  # fmt: skip
-        found = {r["symbol"]: r["regime"] for r in rows}
-        return {s: found.get(s, "UNKNOWN") for s in self.symbols}
+        missing = [s for s in symbols if s not in found]
+        if missing:
+            oldest = now - timedelta(seconds=self.app.regime_detection.redis_ttl_s)
+            rows = await self.pool.fetch(
+                """SELECT DISTINCT ON (symbol) symbol, regime FROM regime_history
+                   WHERE symbol = ANY($1::text[]) AND detected_at > $2
+                   ORDER BY symbol, detected_at DESC""",
+                missing, oldest,
+            )  # fmt: skip
+            found.update({r["symbol"]: r["regime"] for r in rows})
+        return {s: found.get(s, "UNKNOWN") for s in symbols}
 
-    async def _volatility(self) -> dict[str, bool]:
+    async def _volatility(self, symbols: list[str]) -> dict[str, bool]:
         try:
-            values = await self.redis.mget([self.keys.volatility(s) for s in self.symbols])
+            values = await self.redis.mget([self.keys.volatility(s) for s in symbols])
         except REDIS_ERRORS as exc:
             self._redis_failed(exc)
             return {}
         flags = {}
-        for sym, raw in zip(self.symbols, values, strict=True):
+        for sym, raw in zip(symbols, values, strict=True):
             with contextlib.suppress(ValueError, TypeError, AttributeError):
                 flags[sym] = bool(json.loads(raw).get("is_high")) if raw else False
         return flags
 
+    def watched_symbols(self) -> list[str]:
+        """The configured symbols, then any held one the config no longer lists.
+
+        A held symbol is read and exited until its position is closed, so it never keeps a
+        slot and exposure unwatched; the collector asks here what to keep collecting.
+        """
+        return self.symbols + sorted(self._held.difference(self.symbols))
+
     async def load_inputs(self) -> Inputs:
         now = self.clock.now()
         started = time.perf_counter()
-        candles = await self.windows.load(self.pool, self.symbols, now)
+        watched = self.watched_symbols()
+        candles = await self.windows.load(self.pool, watched, now)
         self.metrics.db_query_duration.observe(time.perf_counter() - started)
-        regimes = await self._regimes(now)
-        high_vol = await self._volatility()
-        with_data = [s for s in self.symbols if len(candles.get(s, ()))]
+        regimes = await self._regimes(now, watched)
+        high_vol = await self._volatility(watched)
+        with_data = [s for s in watched if len(candles.get(s, ()))]
         params = [IndicatorParams.for_regime(regimes[s], self.app.regimes) for s in with_data]
         snaps = compute_snapshots([candles[s] for s in with_data], params,
                                   self.app.bot.candle_window)  # fmt: skip
@@ -209,11 +231,16 @@ class BotService(PeriodicService):
     # -- the cycle ---------------------------------------------------------------------
 
     async def run_once(self) -> dict[str, Outcome]:
+        if self.lock is not None and not await self.lock.check():
+            self.state.degraded_reason = self.lock.lost_reason
+            log.error("bot_not_trading", reason=self.lock.lost_reason)
+            return {}
         inputs = await self.load_inputs()
         self._marks = inputs.marks
         state = await ledger.load_state(self.pool, self.app, inputs.now, inputs.marks)
+        self._held = set(state.positions)
         outcomes: dict[str, Outcome] = {}
-        for sym in [s for s in self.symbols if s in state.positions]:
+        for sym in [s for s in self.watched_symbols() if s in state.positions]:
             outcomes[sym] = await self._isolated(sym, self._exit(sym, inputs, state))
         state = await ledger.load_state(self.pool, self.app, inputs.now, inputs.marks)
         # A symbol that just exited may enter again on this candle, as in the backtest; this
@@ -229,9 +256,15 @@ class BotService(PeriodicService):
         return outcomes
 
     async def _isolated(self, symbol: str, work: Any) -> Outcome:
+        budget = self.app.bot.symbol_timeout_s
         try:
-            result: Outcome = await work
+            result: Outcome = await asyncio.wait_for(work, budget)
             return result
+        except TimeoutError:  # a stuck symbol (a row lock, a hung query) must not stop the rest
+            self.metrics.symbol_errors.labels(symbol=symbol).inc()
+            log.error("symbol_timed_out", symbol=symbol, budget_s=budget)
+            return Outcome(symbol, "ERROR", "timeout",
+                           f"gave up after {budget:g} s (bot.symbol_timeout_s)")  # fmt: skip
         except (asyncpg.PostgresError, OSError) as exc:
             self.metrics.dependency_error("database", type(exc).__name__)
             self.metrics.symbol_errors.labels(symbol=symbol).inc()
@@ -255,14 +288,19 @@ class BotService(PeriodicService):
         candle_ts = candles.last_ts if candles is not None and len(candles) else None
         info = {"regime": regime, "entry_regime": pos.regime, "entry_avg_price": str(pos.avg_price),
                 **(snap.as_dict() if snap else {})}  # fmt: skip
-        if decision.should_exit:
+        if decision.should_exit and (close is None or candle_ts is None):
+            # No stored candle to fill at: never a made-up price, the exit waits for one.
+            return Outcome(sym, "HOLD (POS)", "exit_no_price",
+                           f"[{pos.regime}] {decision.reason} due, waiting for a price to fill at",
+                           regime, None, None, info)  # fmt: skip
+        if decision.should_exit and close is not None and candle_ts is not None:
             reason = decision.reason or ""
-            price = to_decimal(close) if close is not None else pos.avg_price
             sold = await ledger.sell(
-                self.pool, sym, candle_ts or floor_minute(inputs.now), price, reason,
-                decision.new_hwm, self.app, inputs.now, {**info, "exit_reason": reason},
+                self.pool, sym, candle_ts, to_decimal(close), reason, decision.new_hwm,
+                self.app, inputs.now, {**info, "exit_reason": reason}, inputs.marks,
             )  # fmt: skip
             if sold is not None:
+                self._held.discard(sym)
                 await self._check_ledger()
                 self.metrics.trades.labels(side="SELL").inc()
                 self.metrics.exits.labels(reason=reason).inc()
@@ -332,7 +370,7 @@ class BotService(PeriodicService):
             return Outcome(sym, "SKIP", f"ai_{verdict.reason_code}",
                            f"AI rejected: {verdict.reasoning}"[:300], regime, close, candle_ts,
                            info)  # fmt: skip
-        return await self._buy(candidate, sized, info)
+        return await self._execute(candidate, inputs.now, inputs.marks, inputs.high_vol, info)
 
     async def _risk_and_size(
         self, sym: str, regime: str, inputs: Inputs, state: ledger.LedgerState
@@ -361,17 +399,48 @@ class BotService(PeriodicService):
                            f"order of {amount:.0f} KRW is below the minimum", regime)  # fmt: skip
         return amount
 
-    async def _buy(self, c: EntryCandidate, amount: Decimal, info: dict[str, Any]) -> Outcome:
-        order = ledger.BuyOrder(
-            c.symbol, c.candle_ts, to_decimal(c.price), amount, c.regime,
-            {**info, "regime": c.regime, "entry_config": dict(c.entry_config)},
-        )  # fmt: skip
+    async def _execute(
+        self,
+        c: EntryCandidate,
+        now: datetime,
+        marks: dict[str, float],
+        high_vol: dict[str, bool],
+        info: dict[str, Any],
+        cap: Decimal | None = None,
+    ) -> Outcome:
+        """The one executor of entries: risk check, sizing and the ledger write together.
+
+        Inline and late AI verdicts both come here; under ``_ledger_lock`` a second approval
+        sees the first one's BUY. ``now`` is the decision's one clock reading: it picks the
+        trading day of the risk row and of the fill. The ledger re-checks the limits in its
+        transaction, so even a writer outside this process cannot push past them.
+        """
+        if self.lock is not None and not self.lock.held:
+            return Outcome(c.symbol, "SKIP", "daemon_lock_lost", str(self.lock.lost_reason),
+                           c.regime, c.price, c.candle_ts, info)  # fmt: skip
         async with self._ledger_lock:
-            fill = await ledger.buy(self.pool, order, self.app, self.clock.now())
+            state = await ledger.load_state(self.pool, self.app, now, marks)
+            inputs = Inputs(now, {}, {c.symbol: c.regime}, high_vol, {}, mark_prices=marks)
+            sized = await self._risk_and_size(c.symbol, c.regime, inputs, state)
+            if isinstance(sized, Outcome):
+                sized.price, sized.candle_ts, sized.indicators = c.price, c.candle_ts, info
+                return sized
+            amount = sized if cap is None else min(sized, cap)
+            order = ledger.BuyOrder(
+                c.symbol, c.candle_ts, to_decimal(c.price), amount, c.regime,
+                {**info, "regime": c.regime, "entry_config": dict(c.entry_config)},
+            )  # fmt: skip
+            fill = await ledger.buy(self.pool, order, self.app, now, marks)
+        if isinstance(fill, ledger.Refused):
+            self.metrics.risk_rejections.labels(reason=fill.verdict.reason_code).inc()
+            return Outcome(c.symbol, "SKIP", f"risk_{fill.verdict.reason_code}",
+                           f"Risk rejected: {fill.verdict.text}", c.regime, c.price,
+                           c.candle_ts, info)  # fmt: skip
         if fill is None:
             return Outcome(c.symbol, "SKIP", "already_executed",
                            "this candle's entry was already executed", c.regime, c.price,
                            c.candle_ts, info)  # fmt: skip
+        self._held.add(c.symbol)
         await self._check_ledger()
         self.metrics.trades.labels(side="BUY").inc()
         with contextlib.suppress(*REDIS_ERRORS):
@@ -381,7 +450,7 @@ class BotService(PeriodicService):
                        c.candle_ts, info)  # fmt: skip
 
     async def _review_later(self, c: EntryCandidate) -> None:
-        """Background AI review; an approval is re-checked against the ledger before buying."""
+        """Background AI review; an approval goes through the executor like an inline one."""
         try:
             verdict = await self.ai.review(c)
             if not verdict.approved:
@@ -399,15 +468,9 @@ class BotService(PeriodicService):
             if (now - c.candle_ts).total_seconds() > self.app.bot.max_candle_age_s + 60:
                 log.warning("ai_verdict_too_late", symbol=c.symbol)
                 return
-            async with self._ledger_lock:
-                marks = {**self._marks, c.symbol: c.price}
-                state = await ledger.load_state(self.pool, self.app, now, marks)
-                inputs = Inputs(now, {}, {c.symbol: c.regime}, {}, {}, mark_prices=marks)
-                sized = await self._risk_and_size(c.symbol, c.regime, inputs, state)
-            if isinstance(sized, Outcome):
-                return
-            outcome = await self._buy(c, min(sized, Decimal(repr(c.order_krw))), dict(c.indicators))
-            self._log(outcome)
+            marks = {**self._marks, c.symbol: c.price}
+            cap = Decimal(repr(c.order_krw))
+            self._log(await self._execute(c, now, marks, {}, dict(c.indicators), cap))
         except Exception:
             log.exception("ai_review_task_failed", symbol=c.symbol)
         finally:
@@ -517,7 +580,7 @@ def bot_factory(deps: Any) -> list[BotService]:
     bot = BotService(
         settings=deps.settings, pool=deps.pool, redis=deps.redis, keys=deps.keys,
         clock=deps.clock, health=deps.health, metrics=deps.metrics,
-        ai=build_ai_step(deps),
+        ai=build_ai_step(deps), lock=getattr(deps, "lock", None),
     )  # fmt: skip
     deps.extras["bot"] = bot
     return [bot]

@@ -15,7 +15,8 @@ re-reads the last ``recent_candles`` stored minutes, so a closed minute Upbit re
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+import inspect
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,11 +31,15 @@ from coinpilot.config import CollectorConfig
 from coinpilot.errors import DependencyDown
 from coinpilot.observability import Health, Metrics
 from coinpilot.services.base import PeriodicService
+from coinpilot.services.minute_events import MinuteEvents
 
 log = structlog.get_logger(__name__)
 
 MINUTE = timedelta(minutes=1)
 ProgressFn = Callable[[str, int, datetime, datetime], None]
+StoredFn = Callable[[list[md.StoredMinute]], None]
+# The markets with an open position (the ledger's), watched even when not configured.
+HeldFn = Callable[[], Collection[str] | Awaitable[Collection[str]]]
 
 
 @dataclass
@@ -57,12 +62,15 @@ class CandleFiller:
         *,
         per_request: int = MAX_COUNT,
         on_page: ProgressFn | None = None,
+        on_stored: StoredFn | None = None,
     ) -> None:
         self.client = client
         self.pool = pool
         self.metrics = metrics
         self.per_request = per_request
         self.on_page = on_page
+        # Told, after each commit, which minutes were inserted or changed.
+        self.on_stored = on_stored
 
     async def fill(self, symbol: str, start: datetime, end: datetime, now: datetime) -> SyncResult:
         """Store every closed candle with start <= ts < end; resumable window by window."""
@@ -75,7 +83,7 @@ class CandleFiller:
             page = await self.client.candles(symbol, to=window_end, count=minutes)
             result.requests += 1
             rows = [r for r in page.rows if cursor <= r.ts < window_end and r.ts + MINUTE <= now]
-            stored = await md.upsert_candles(self.pool, rows)
+            stored = await self._store(rows)
             if stored:
                 self.metrics.candles_stored.labels(symbol=symbol).inc(stored)
             result.stored += stored
@@ -85,6 +93,14 @@ class CandleFiller:
             if self.on_page is not None:
                 self.on_page(symbol, stored, cursor, end)
         return result
+
+    async def _store(self, rows: list[md.CandleRow]) -> int:
+        if self.on_stored is None:
+            return await md.upsert_candles(self.pool, rows)
+        changed = await md.upsert_candles_changed(self.pool, rows)
+        if changed:
+            self.on_stored(changed)
+        return len(changed)
 
     async def resume_point(self, symbol: str, start: datetime, end: datetime) -> datetime:
         """Where a fill of [start, end) continues: just after the newest minute stored in it."""
@@ -112,6 +128,8 @@ class Collector(PeriodicService):
         clock: Clock,
         health: Health,
         metrics: Metrics,
+        events: MinuteEvents | None = None,
+        held: HeldFn | None = None,
     ) -> None:
         super().__init__(
             clock=clock,
@@ -126,7 +144,18 @@ class Collector(PeriodicService):
         self.symbols = list(symbols)
         self.active_symbols = list(symbols)
         self.symbols_checked = False
-        self.filler = CandleFiller(client, pool, metrics, per_request=config.candles_per_request)
+        self.events = events
+        self.held = held
+        self.held_symbols: list[str] = []  # held markets that are not configured
+        # The start-up catch-up stores days of minutes: those are not announced one by one.
+        self.announcing = False
+        self.filler = CandleFiller(
+            client,
+            pool,
+            metrics,
+            per_request=config.candles_per_request,
+            on_stored=self.announce if events is not None else None,
+        )
 
     async def startup(self) -> None:
         """Check the symbols once, then catch up (the backfill) before the first cycle."""
@@ -136,6 +165,10 @@ class Collector(PeriodicService):
         except UpbitError as exc:
             log.error("collector_backfill_failed", error=str(exc))
             return
+        finally:
+            self.announcing = True
+            if self.events is not None:
+                self.events.caught_up.set()
         log.info(
             "collector_backfilled",
             stored=sum(r.stored for r in results),
@@ -157,14 +190,48 @@ class Collector(PeriodicService):
         self.active_symbols = [s for s in self.symbols if s not in missing]
         return missing
 
-    async def run_once(self) -> list[SyncResult]:
-        """Fetch and store every active symbol's closed candles up to the clock's now."""
+    def announce(self, changed: list[md.StoredMinute]) -> None:
+        """Publish each minute a commit inserted or changed (not during the catch-up)."""
+        if self.events is None or not self.announcing:
+            return
+        for minute in changed:
+            self.events.publish(
+                minute.symbol, minute.ts, corrected=not minute.inserted, source="rest"
+            )
+
+    async def refresh_held(self) -> list[str]:
+        """The held markets outside the configuration; a start-up warning names them once."""
+        if self.held is None:
+            return self.held_symbols
+        try:
+            got = self.held()
+            held = await got if inspect.isawaitable(got) else got
+        except (asyncpg.PostgresError, OSError, DependencyDown) as exc:
+            log.warning("held_symbols_unreadable", error=str(exc)[:200])
+            return self.held_symbols
+        extra = sorted(set(held) - set(self.symbols))
+        if extra and extra != self.held_symbols:
+            log.warning(
+                "watching_held_symbols", symbols=extra, reason="open position, not in config"
+            )
+        self.held_symbols = extra
+        return extra
+
+    def watched(self) -> list[str]:
+        """Every market collected: the configured ones Upbit lists, then the held ones."""
+        return self.active_symbols + [s for s in self.held_symbols if s not in self.active_symbols]
+
+    async def run_once(self, *, upto: datetime | None = None) -> list[SyncResult]:
+        """Fetch and store every watched symbol's closed candles up to the clock's now
+        (or only the minutes before ``upto``, leaving the latest to the stream)."""
         if not self.symbols_checked:
             await self.check_symbols()
+        await self.refresh_held()
         now = self.clock.now()
-        newest = await md.newest_closed_ts_many(self.pool, self.active_symbols)
+        symbols = self.watched()
+        newest = await md.newest_closed_ts_many(self.pool, symbols)
         results = await asyncio.gather(
-            *(self.sync_symbol(s, newest.get(s), now) for s in self.active_symbols)
+            *(self.sync_symbol(s, newest.get(s), now, upto=upto) for s in symbols)
         )
         failed = [r for r in results if r.error]
         log.info(
@@ -178,7 +245,9 @@ class Collector(PeriodicService):
             raise UpbitError("all_failed", f"no symbol collected ({failed[0].error})")
         return list(results)
 
-    async def sync_symbol(self, symbol: str, newest: datetime | None, now: datetime) -> SyncResult:
+    async def sync_symbol(
+        self, symbol: str, newest: datetime | None, now: datetime, *, upto: datetime | None = None
+    ) -> SyncResult:
         """One symbol's fill; any failure is logged and counted here and never spreads."""
         floor = floor_minute(now) - timedelta(days=self.config.backfill_days)
         start = (
@@ -186,8 +255,9 @@ class Collector(PeriodicService):
             if newest is None
             else max(floor, newest - (self.config.recent_candles - 1) * MINUTE)
         )
+        end = floor_minute(now) if upto is None else min(floor_minute(now), upto)
         try:
-            result = await self.filler.fill(symbol, start, floor_minute(now), now)
+            result = await self.filler.fill(symbol, start, end, now)
         except (UpbitError, DependencyDown, asyncpg.PostgresError, OSError) as exc:
             return self._failed(symbol, newest, now, exc)
         except Exception as exc:  # a bug for one symbol must not stop the others
@@ -251,6 +321,13 @@ def replay_collector(
     )
 
 
+async def held_markets(pool: asyncpg.Pool) -> set[str]:
+    """Markets with an open position in the paper ledger."""
+    from coinpilot.adapters.ledger import positions
+
+    return set(await positions(pool))
+
+
 def build_collector(deps: Any) -> Collector:
     from coinpilot.adapters.upbit import client_from_settings
 
@@ -263,6 +340,8 @@ def build_collector(deps: Any) -> Collector:
         clock=deps.clock,
         health=deps.health,
         metrics=deps.metrics,
+        events=deps.minute_events,
+        held=lambda: held_markets(deps.pool),
     )
     # Other services read the symbols that survived the start-up check from here.
     deps.extras["collector"] = collector

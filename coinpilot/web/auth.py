@@ -8,48 +8,20 @@ Prometheus and systemd probes scrape them without credentials.
 from __future__ import annotations
 
 import hmac
-import ipaddress
 from collections.abc import Awaitable, Callable
 
 import structlog
 from aiohttp import web
 
-from coinpilot.config import Settings
-from coinpilot.errors import ConfigError
+from coinpilot.config import is_loopback, require_token_when_exposed
+
+__all__ = ["auth_middleware", "is_loopback", "login_handler", "require_token_when_exposed"]
 
 log = structlog.get_logger(__name__)
 
 COOKIE = "coinpilot_dashboard"
 OPEN_PATHS = frozenset({"/health", "/metrics", "/login", "/favicon.ico"})
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def is_loopback(host: str) -> bool:
-    """True only for addresses that cannot be reached from another machine."""
-    if host.strip().lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
-    except ValueError:
-        # A host name other than localhost may resolve anywhere: treat it as exposed.
-        return False
-
-
-def require_token_when_exposed(settings: Settings) -> str | None:
-    """The configured token; ConfigError when the bind address is public and none is set."""
-    token = settings.env.dashboard_token
-    value = token.get_secret_value() if token is not None else None
-    host = settings.app.http.host
-    if not is_loopback(host) and not value:
-        raise ConfigError(
-            f"http.host is {host!r}, which is reachable from other machines: set "
-            "COINPILOT_DASHBOARD_TOKEN (or bind http.host to 127.0.0.1)"
-        )
-    if value is not None and len(value) < 16:
-        raise ConfigError(
-            "environment variable COINPILOT_DASHBOARD_TOKEN: use at least 16 characters"
-        )
-    return value
 
 
 def _presented(request: web.Request) -> str | None:
@@ -63,7 +35,8 @@ def _presented(request: web.Request) -> str | None:
 def _matches(presented: str | None, token: str) -> bool:
     if presented is None:
         return False
-    return hmac.compare_digest(presented.encode(), token.encode())
+    # Header bytes that are not UTF-8 arrive as surrogates: they never match, never raise.
+    return hmac.compare_digest(presented.encode("utf-8", "surrogateescape"), token.encode())
 
 
 Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]

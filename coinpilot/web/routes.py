@@ -71,9 +71,9 @@ def parse_filter(request: web.Request, deps: Deps, prefix: str = "") -> q.ListFi
     if day_text := query.get("day"):
         try:
             day = date.fromisoformat(day_text)
-        except ValueError:
-            raise _bad(f"day {day_text!r} is not a date (YYYY-MM-DD)") from None
-        start, end = api.day_window(day, deps.settings.app.tz)
+            start, end = api.day_window(day, deps.settings.app.tz)
+        except (ValueError, OverflowError):  # 9999-12-31 has no next day in UTC
+            raise _bad(f"day {day_text!r} is not a date (YYYY-MM-DD) we can show") from None
     page = _int(query.get(f"{prefix}page", "1"), "page", 1, MAX_PAGE)
     limit = _int(query.get("limit", "50"), "limit", 1, q.MAX_PAGE_SIZE)
     return q.ListFilter(symbol, start, end, limit, (page - 1) * limit)

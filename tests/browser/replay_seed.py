@@ -60,7 +60,7 @@ def _alternating() -> Any:
     turn = itertools.count()
 
     def answer(body: dict[str, Any]) -> fk.Reply:
-        if "analysis" not in body["tool_choice"]["name"]:
+        if fk.role_of(body) != "analyst":
             return fk.safe()
         if next(turn) % 2 == 0:
             return fk.confirm(85, reasoning=CONFIRM_TEXT)

@@ -1,19 +1,37 @@
-"""A local OpenAI Chat Completions server speaking the real wire format (EXTERNAL_APIS §3.5).
+"""A local OpenAI Chat Completions server speaking the real wire format (EXTERNAL_APIS §3, §9.B).
 
 ``POST /v1/chat/completions`` requires ``Authorization: Bearer …`` (401 invalid_api_key
 otherwise) and answers the full response shape with ``x-request-id``. ``answer`` sets the
 assistant text; ``fail_next(status, code)`` scripts 429 rate_limit_exceeded /
-insufficient_quota, 500 or 503; ``finish_reason`` can be set to "length".
+insufficient_quota, 500 or 503, each with its own error ``type``; ``finish_reason`` can be
+set to "length"; ``delay_s`` holds every answer that long (a client timeout).
+
+Reasoning models (``gpt-6-*``, §9.B.5): ``reasoning_tokens`` of ``max_completion_tokens``
+go to reasoning first (the answer is ``""`` with ``finish_reason: "length"`` when nothing is
+left), and ``temperature`` other than 1 is a 400 unless ``reasoning_effort`` is "none".
+``gpt-4o-mini*`` is a 404 model_not_found from its shutdown date (``today``, injectable).
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from typing import Any
 
 from aiohttp import web
+
+GPT_4O_MINI_SHUTDOWN = date(2027, 1, 14)
+# error.type per code, as the API sends them (EXTERNAL_APIS §3.2)
+ERROR_TYPES = {
+    "invalid_api_key": "invalid_request_error",
+    "model_not_found": "invalid_request_error",
+    "rate_limit_exceeded": "requests",
+    "insufficient_quota": "insufficient_quota",
+    "server_error": "server_error",
+}
 
 
 @dataclass
@@ -23,16 +41,21 @@ class FakeOpenAI:
     failures: list[tuple[int, str]] = field(default_factory=list)
     requests: list[dict[str, Any]] = field(default_factory=list)
     base_url: str = ""
+    delay_s: float = 0.0
+    reasoning_tokens: int = 120
+    today: date | None = None  # None: the real date
     _ids: itertools.count = field(default_factory=itertools.count)
 
     def fail_next(self, status: int, code: str = "server_error", times: int = 1) -> None:
         self.failures.extend([(status, code)] * times)
 
     @staticmethod
-    def _error(status: int, code: str, message: str) -> web.Response:
-        kind = "insufficient_quota" if code == "insufficient_quota" else "invalid_request_error"
+    def _error(
+        status: int, code: str | None, message: str, param: str | None = None
+    ) -> web.Response:
+        kind = ERROR_TYPES.get(code or "", "invalid_request_error")
         resp = web.json_response(
-            {"error": {"message": message, "type": kind, "param": None, "code": code}},
+            {"error": {"message": message, "type": kind, "param": param, "code": code}},
             status=status,
         )
         if status == 429 and code == "rate_limit_exceeded":
@@ -47,6 +70,26 @@ class FakeOpenAI:
         if self.failures:
             status, code = self.failures.pop(0)
             return self._error(status, code, f"scripted {code}")
+        model = str(body.get("model", ""))
+        today = self.today or datetime.now(UTC).date()
+        if model.startswith("gpt-4o-mini") and today >= GPT_4O_MINI_SHUTDOWN:
+            msg = f"The model `{model}` does not exist or you do not have access to it."
+            return self._error(404, "model_not_found", msg)
+        reasoning = model.startswith("gpt-6")
+        effort = body.get("reasoning_effort", "medium")
+        if reasoning and body.get("temperature", 1) != 1 and effort != "none":
+            msg = (
+                f"Unsupported value: 'temperature' does not support {body['temperature']} "
+                "with this model. Only the default (1) value is supported."
+            )
+            return self._error(400, None, msg, param="temperature")
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        cap = int(body.get("max_completion_tokens") or body.get("max_tokens") or 4096)
+        spent = min(cap, self.reasoning_tokens) if reasoning and effort != "none" else 0
+        content, finish, answer_tokens = self.answer, self.finish_reason, 20
+        if spent >= cap:
+            content, finish, answer_tokens = "", "length", 0
         n = next(self._ids)
         resp = web.json_response(
             {
@@ -58,12 +101,17 @@ class FakeOpenAI:
                 "choices": [
                     {
                         "index": 0,
-                        "finish_reason": self.finish_reason,
+                        "finish_reason": finish,
                         "logprobs": None,
-                        "message": {"role": "assistant", "content": self.answer, "refusal": None},
+                        "message": {"role": "assistant", "content": content, "refusal": None},
                     }
                 ],
-                "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120},
+                "usage": {
+                    "prompt_tokens": 100,
+                    "completion_tokens": spent + answer_tokens,
+                    "total_tokens": 100 + spent + answer_tokens,
+                    "completion_tokens_details": {"reasoning_tokens": spent},
+                },
             }
         )
         resp.headers["x-request-id"] = f"req_{n}"

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
 import structlog
+import yaml
 
 from coinpilot.adapters.cache import create_redis
+from coinpilot.config import DEFAULT_CONFIG_PATH
 from coinpilot.domain.ai_types import AiOff, AiStep
 from coinpilot.services.agent import AgentRunner, build_ai_step
 from coinpilot.services.ai_replay import ReplayStep
@@ -74,19 +78,23 @@ async def test_confirm_and_safe_approve_and_record_everything(
     assert "| [Guardian] " in verdict.reasoning
     row = await _row(pool, verdict.decision_id)
     assert (row["decision"], row["confidence"], row["model_used"]) == (
-        "CONFIRM", 80, "claude-haiku-4-5"
+        "CONFIRM", 80, "claude-haiku-5-5"
     )  # fmt: skip
     assert (row["input_tokens"], row["output_tokens"]) == (840, 120)
     assert row["cost_usd"] > 0
     assert len(row["input_hash"]) == 64
-    assert row["raw_output"]["analyst"]["input"]["decision"] == "CONFIRM"
-    assert row["raw_output"]["guardian"]["input"]["decision"] == "SAFE"
+    assert row["raw_output"]["analyst"]["answer"]["decision"] == "CONFIRM"
+    assert row["raw_output"]["guardian"]["answer"]["decision"] == "SAFE"
     analyst_req = row["request"]["analyst"]
-    assert analyst_req["tool_choice"] == {"type": "tool", "name": "submit_entry_analysis"}
+    assert "tool_choice" not in analyst_req
+    assert "tools" not in analyst_req
+    assert analyst_req["output_config"]["format"]["type"] == "json_schema"
     assert analyst_req["system"][0]["cache_control"] == {"type": "ephemeral"}
     assert fake.count == 2
     sent = fake.requests[0]
-    assert sent.headers.get("x-api-key") == "sk-test"
+    # The 2.x SDK line: Bearer auth and the 2026-10-21 API version.
+    assert sent.headers.get("authorization") == "Bearer sk-test"
+    assert sent.headers.get("anthropic-version") == "2026-10-21"
     assert not {"temperature", "top_p", "top_k"} & set(sent.body)
     assert "RSI" not in sent.user_text
     assert "vol_ratio" not in sent.user_text
@@ -145,14 +153,18 @@ async def test_non_approving_answers_reject(
          "confidence must be an integer 0-100"),
         (fk.Reply({"decision": "CONFIRM", "confidence": 70}), "schema_violation",
          "reasoning must be a non-empty string"),
-        (fk.Reply(text="I think you should buy."), "schema_violation", "no submit_entry_analysis"),
+        (fk.Reply(text="I think you should buy."), "schema_violation", "answer is not JSON"),
+        (fk.Reply(text="[1, 2]"), "schema_violation", "analyst output must be an object"),
         (fk.Reply({"decision": "CONFIRM"}, stop_reason="max_tokens"), "truncated", "max_tokens"),
+        (fk.not_json(), "bad_response", "response is not a message"),
+        (fk.not_json("{oops", raw_content_type="application/json"), "bad_response",
+         "response body is not JSON"),
     ],
 )  # fmt: skip
-async def test_malformed_tool_output_is_a_recorded_reject(
+async def test_malformed_output_is_a_recorded_reject(
     build: Any, fake: Any, pool: Any, redis: Any, keys: Any, reply: Any, code: str, cause: str
 ) -> None:
-    """A schema-breaking tool output is a REJECT recorded with its cause, counted as an error."""
+    """A schema-breaking or unreadable answer is a REJECT recorded with its cause, an error."""
     fake.script(reply)
     step, _ = build()
     verdict = await step.review(candidate())
@@ -164,6 +176,94 @@ async def test_malformed_tool_output_is_a_recorded_reject(
     assert cause in row["reasoning"]
     assert row["raw_output"].get("analyst") or row["raw_output"].get("analyst_errors")
     assert await redis.get(keys.ai_error_streak()) == "1"
+
+
+RETIRED = {"claude-sonnet-4-5", "claude-sonnet-4-5-20250929"}  # see test_ai_model_check.py
+FAMILIES = [
+    # 2 calls × (420 in; 60 out + 90 thinking when the model thinks), priced by hand from
+    # the shipped table. Sonnet 5.5 also reads 1,000 cached tokens per call:
+    # 840×2 + 2000×0.10 + 300×10 = 1680 + 200 + 3000 = 4880 µ$.
+    ("claude-sonnet-5-5", 1000, 300, Decimal("0.00488")),
+    # Haiku 5.5 with thinking disabled: 840×0.10 + 120×0.50 = 84 + 60 = 144 µ$.
+    ("claude-haiku-5-5", 0, 120, Decimal("0.000144")),
+    # Haiku 4.5 (alias and snapshot): 840×1 + 120×5 = 1440 µ$.
+    ("claude-haiku-4-5", 0, 120, Decimal("0.00144")),
+    ("claude-haiku-4-5-20251001", 0, 120, Decimal("0.00144")),
+]
+
+
+def test_every_priced_model_has_a_family_test() -> None:
+    """Each model the shipped config prices is exercised below (or retired, elsewhere)."""
+    shipped = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())["ai"]["prices"]
+    assert set(shipped) - RETIRED == {m for m, *_ in FAMILIES}
+
+
+@pytest.mark.parametrize(("model", "cached", "out_tokens", "cost"), FAMILIES)
+async def test_every_model_family_through_the_sdk(
+    build: Any, fake: Any, pool: Any, model: str, cached: int, out_tokens: int, cost: Decimal
+) -> None:
+    """Each configured model: accepted by the fake's per-model rules, answered, priced."""
+    fake.default = lambda body: (
+        fk.confirm(cache_read_tokens=cached) if fk.role_of(body) == "analyst"
+        else fk.safe(cache_read_tokens=cached)
+    )  # fmt: skip
+    env = {"ANTHROPIC_API_KEY": "sk-test", "ANTHROPIC_BASE_URL": fake.base_url,
+           "LLM_MODE": "prod"}  # fmt: skip
+    step, deps = build(env=env, models={"dev": "claude-haiku-5-5", "prod": model})
+    verdict = await step.review(candidate())
+    assert verdict.approved, verdict.reasoning
+    assert fake.rejected == []
+    opts = deps.settings.app.ai.settings_for(model)
+    for seen in fake.requests:
+        assert seen.body["model"] == model
+        assert "tool_choice" not in seen.body
+        assert seen.body["output_config"]["format"]["type"] == "json_schema"
+        assert seen.body["output_config"].get("effort") == opts.effort
+        assert seen.body.get("thinking", {}).get("type") == opts.thinking
+        assert seen.body["max_tokens"] == opts.max_tokens
+    row = await _row(pool, verdict.decision_id)
+    assert (row["model_used"], row["output_tokens"]) == (model, out_tokens)
+    assert row["input_tokens"] == 840 + 2 * cached
+    assert row["cost_usd"] == cost
+
+
+async def test_thinking_blocks_before_the_answer_are_skipped(
+    build: Any, fake: Any, pool: Any
+) -> None:
+    """Two leading thinking blocks, then the JSON text: parsed, approved, tokens counted."""
+    fake.script(fk.confirm(77, thinking_blocks=2), fk.safe(thinking_blocks=1))
+    step, _ = build(models={"dev": "claude-haiku-5-5", "prod": "claude-sonnet-5-5"})
+    verdict = await step.review(candidate())
+    assert verdict.approved
+    row = await _row(pool, verdict.decision_id)
+    assert row["confidence"] == 77
+    assert row["output_tokens"] == 2 * (60 + 90)  # thinking tokens are billed as output
+
+
+async def test_lower_case_enum_is_read_case_insensitively(build: Any, fake: Any) -> None:
+    """Structured outputs do not guarantee enum casing: "confirm"/"safe" still approve."""
+    fake.script(
+        fk.Reply({"decision": "confirm", "confidence": 70, "reasoning": "Fine."}),
+        fk.Reply({"decision": "safe", "reasoning": "Calm."}),
+    )
+    step, _ = build()
+    assert (await step.review(candidate())).approved
+
+
+async def test_refusal_rejects_with_cause_refusal_outside_the_error_streak(
+    build: Any, fake: Any, pool: Any, redis: Any, keys: Any
+) -> None:
+    """stop_reason refusal → REJECT with reason code refusal, no retry, no error-streak step."""
+    fake.script(fk.refusal("general_harms"))
+    step, _ = build()
+    verdict = await step.review(candidate())
+    assert (verdict.approved, verdict.reason_code) == (False, "refusal")
+    assert fake.count == 1
+    row = await _row(pool, verdict.decision_id)
+    assert row["reason_code"] == "refusal"
+    assert "declined" in row["reasoning"]
+    assert "general_harms" in row["reasoning"]
+    assert await redis.get(keys.ai_error_streak()) is None
 
 
 async def test_stalled_call_times_out_while_other_symbols_proceed(
@@ -333,3 +433,39 @@ async def test_replay_reproduces_recorded_decisions_without_requests(build: Any,
     assert missing.reason_code == "not_recorded"
     assert not missing.approved
     assert fake.count == used
+
+
+async def test_an_approval_that_could_not_be_recorded_does_not_buy(
+    build: Any, fake: Any, pool: Any
+) -> None:
+    """CONFIRM + SAFE, but the agent_decisions insert fails: the verdict is not an approval."""
+    await pool.execute(
+        "ALTER TABLE agent_decisions ADD CONSTRAINT refuse_all CHECK (false) NOT VALID"
+    )
+    step, deps = build()
+    with structlog.testing.capture_logs() as logs:
+        verdict = await step.review(candidate())
+    assert (verdict.approved, verdict.reason_code, verdict.decision_id) == (
+        False, "record_failed", None
+    )  # fmt: skip
+    assert fake.count == 2  # the model did approve
+    assert "ai_record_failed" in [e["event"] for e in logs]
+    reg = deps.metrics.registry
+    assert (
+        reg.get_sample_value(
+            "coinpilot_ai_decisions_total", {"outcome": "rejected", "reason": "record_failed"}
+        )
+        == 1
+    )
+
+
+async def test_replay_finds_decisions_under_another_order_size(build: Any, fake: Any) -> None:
+    """The order size depends on the portfolio and risk config: it is not in the hash."""
+    live, _ = build()
+    recorded = await live.review(candidate())
+    replay, _ = build(mode="replay")
+    resized = dataclasses.replace(candidate(), order_krw=123_456.0)
+    replayed = await replay.review(resized)
+    assert (replayed.reason_code, replayed.decision_id) == ("approved", recorded.decision_id)
+    assert "123456" not in fake.requests[1].user_text
+    assert "order_krw" not in fake.requests[1].user_text

@@ -27,7 +27,7 @@ async def test_recorded_backtest_replays_every_decision_without_requests(
     turn = itertools.count()
 
     def alternate(body: dict[str, Any]) -> fk.Reply:
-        if "analysis" not in body["tool_choice"]["name"]:
+        if fk.role_of(body) != "analyst":
             return fk.safe()
         return fk.confirm(85) if next(turn) % 3 != 2 else fk.confirm(40)
 

@@ -98,7 +98,8 @@ async def test_redis_outage_mid_replay_keeps_trading_and_reports_degraded(
         async with Replay(settings, pool, redis, keys, rows, DAY) as rp:
             await rp.preload(DAY)
             deps = SimpleNamespace(pool=pool, redis=redis, clock=rp.clock, health=rp.health,
-                                   services=[rp.bot])  # fmt: skip
+                                   services=[rp.bot], settings=settings,
+                                   metrics=rp.metrics)  # fmt: skip
 
             async def after(now: datetime, outcomes: dict[str, Outcome]) -> None:
                 assert (await ledger.verify(pool)).ok, now
@@ -293,3 +294,187 @@ async def test_high_volatility_halves_the_order_instead_of_blocking(
     expected = buy_fill(close, amount, app.fills)
     assert expected is not None
     assert row["quantity"] == expected.quantity
+
+
+def _bot(
+    settings: Settings, pool: asyncpg.Pool, redis: aioredis.Redis, keys: Keys, now: datetime,
+    ai: Any = None,
+) -> botmod.BotService:  # fmt: skip
+    from coinpilot.clock import SimulatedClock
+    from coinpilot.observability import Health, Metrics
+
+    return botmod.BotService(
+        settings=settings, pool=pool, redis=redis, keys=keys, clock=SimulatedClock(now),
+        health=Health(), metrics=Metrics(), ai=ai,
+    )  # fmt: skip
+
+
+async def test_two_ai_approvals_at_once_with_one_slot_buy_once_and_refuse_once(
+    pool: asyncpg.Pool,
+    redis: aioredis.Redis,
+    keys: Keys,
+    make_settings: Callable[..., Settings],
+) -> None:
+    """Both verdicts arrive together: the executor serialises them; the second is refused."""
+    settings = make_settings(symbols=["KRW-BTC", "KRW-ETH"], risk={"max_concurrent_positions": 1})
+    candle = datetime(2026, 3, 2, 1, 0, tzinfo=BASE.tzinfo)
+    ai = GatedAi()
+    bot = _bot(settings, pool, redis, keys, candle + timedelta(minutes=1, seconds=6), ai)
+    await bot.startup()
+    candidates = [
+        EntryCandidate(symbol=s, regime="BULL", candle_ts=candle, price=price, indicators={},
+                       entry_config={}, order_krw=400_000.0)
+        for s, price in (("KRW-BTC", 90_000_000.0), ("KRW-ETH", 4_000_000.0))
+    ]  # fmt: skip
+    tasks = [asyncio.create_task(bot._review_later(c)) for c in candidates]
+    await asyncio.sleep(0)
+    ai.gate.set()
+    await asyncio.wait_for(asyncio.gather(*tasks), timeout=30)
+    buys = await pool.fetch("SELECT symbol FROM trading_history WHERE side = 'BUY'")
+    assert len(buys) == 1
+    assert await pool.fetchval("SELECT count(*) FROM positions") == 1
+    audit = await pool.fetch("SELECT violation_type, symbol FROM risk_audit")
+    assert [(r["violation_type"], r["symbol"]) for r in audit] == [
+        ("max_concurrent_positions", ({"KRW-BTC", "KRW-ETH"} - {buys[0]["symbol"]}).pop())
+    ]
+    assert (await ledger.verify(pool)).ok
+
+
+async def test_a_held_symbol_removed_from_the_config_still_gets_its_stop_loss(
+    pool: asyncpg.Pool,
+    redis: aioredis.Redis,
+    keys: Keys,
+    make_settings: Callable[..., Settings],
+) -> None:
+    """KRW-ETH is held but no longer configured: start-up warns once, the stop loss fires."""
+    from structlog.testing import capture_logs
+
+    from coinpilot.adapters import marketdata as md
+
+    settings = make_settings(symbols=["KRW-BTC"])
+    app = settings.app
+    opened = datetime(2026, 3, 2, 1, 0, tzinfo=BASE.tzinfo)
+    await ledger.load_state(pool, app, opened, {})
+    order = ledger.BuyOrder("KRW-ETH", opened, Decimal(4_000_000), Decimal(400_000), "BULL", {})
+    assert isinstance(await ledger.buy(pool, order, app, opened), ledger.Fill)
+    candle = opened + timedelta(minutes=30)  # closed at 3.6 M: −10 %, past every stop loss
+    d = Decimal
+    await md.upsert_candles(pool, [md.CandleRow("KRW-ETH", "1m", candle, d(3_700_000),
+                                                d(3_700_000), d(3_600_000), d(3_600_000), d(5),
+                                                None)])  # fmt: skip
+    bot = _bot(settings, pool, redis, keys, candle + timedelta(minutes=1, seconds=6))
+    with capture_logs() as logs:
+        await bot.startup()
+        outcomes = await bot.run_once()
+        await bot.run_once()
+    warned = [e for e in logs if e["event"] == "held_symbols_not_configured"]
+    assert [e["symbols"] for e in warned] == [["KRW-ETH"]]
+    assert outcomes["KRW-ETH"].action == "SELL"
+    sell = await pool.fetchrow("SELECT * FROM trading_history WHERE side = 'SELL'")
+    assert sell["exit_reason"] == "STOP_LOSS"
+    assert sell["price"] == Decimal("3598200")  # 3.6 M × (1 − 0.05 % slippage)
+    assert await pool.fetchval("SELECT count(*) FROM positions") == 0
+    assert bot.watched_symbols() == ["KRW-BTC"]  # closed: no longer watched
+
+
+async def test_an_emptied_redis_is_a_cache_miss_answered_from_the_database(
+    pool: asyncpg.Pool,
+    redis: aioredis.Redis,
+    keys: Keys,
+    data_dir: Path,
+    make_settings: Callable[..., Settings],
+) -> None:
+    """Redis up but its keys gone (a restart without persistence): the same trades happen."""
+    settings = make_settings(symbols=AVAX)
+    rows = aligned_rows(data_dir, AVAX)
+    flush_at, end = DAY + timedelta(minutes=30), DAY + timedelta(hours=4)
+    flushed: list[int] = []
+
+    async def after(now: datetime, outcomes: dict[str, Outcome]) -> None:
+        if now >= flush_at:  # only this test's keys, after every cycle
+            gone = [k async for k in redis.scan_iter(match=f"{keys.prefix}*", count=500)]
+            if gone:
+                flushed.append(await redis.delete(*gone))
+
+    async with Replay(settings, pool, redis, keys, rows, DAY) as rp:
+        await rp.preload(DAY)
+        await rp.run_until(end, after)
+    live = await _live_entries(pool)
+    expected = await _backtest_entries(rows, settings, DAY, end)
+    during = [t for t in live if flush_at.timestamp() <= t[1]]
+    assert flushed
+    assert during, live  # entries went on with the regime keys missing
+    assert live == expected
+
+
+async def _held_eth(pool: asyncpg.Pool, settings: Settings, opened: datetime,
+                    close: int | None) -> None:  # fmt: skip
+    """A KRW-ETH position bought at 4 M; a stored candle closing at ``close`` 30 min later."""
+    from coinpilot.adapters import marketdata as md
+
+    app = settings.app
+    await ledger.load_state(pool, app, opened, {})
+    order = ledger.BuyOrder("KRW-ETH", opened, Decimal(4_000_000), Decimal(400_000), "BULL", {})
+    assert isinstance(await ledger.buy(pool, order, app, opened), ledger.Fill)
+    if close is not None:
+        d, ts = Decimal, opened + timedelta(minutes=30)
+        await md.upsert_candles(pool, [md.CandleRow("KRW-ETH", "1m", ts, d(close), d(close),
+                                                    d(close), d(close), d(5), None)])  # fmt: skip
+
+
+async def test_a_symbol_stuck_on_a_row_lock_times_out_and_the_cycle_goes_on(
+    pool: asyncpg.Pool,
+    redis: aioredis.Redis,
+    keys: Keys,
+    make_settings: Callable[..., Settings],
+) -> None:
+    """bot.symbol_timeout_s bounds one symbol's work; the exit happens once the lock is gone."""
+    settings = make_settings(symbols=["KRW-ETH"], bot={"symbol_timeout_s": 1})
+    opened = datetime(2026, 3, 2, 1, 0, tzinfo=BASE.tzinfo)
+    await _held_eth(pool, settings, opened, 3_600_000)
+    bot = _bot(settings, pool, redis, keys, opened + timedelta(minutes=31, seconds=6))
+    await bot.startup()
+    async with pool.acquire() as other, other.transaction():
+        await other.execute("SELECT * FROM account_state WHERE id = 1 FOR UPDATE")
+        outcomes = await asyncio.wait_for(bot.run_once(), timeout=30)
+    assert (outcomes["KRW-ETH"].action, outcomes["KRW-ETH"].reason_code) == ("ERROR", "timeout")
+    assert await pool.fetchval("SELECT count(*) FROM trading_history WHERE side = 'SELL'") == 0
+    outcomes = await bot.run_once()
+    assert outcomes["KRW-ETH"].action == "SELL"
+
+
+async def test_an_exit_due_without_any_candle_waits_instead_of_filling_at_the_avg_price(
+    pool: asyncpg.Pool,
+    redis: aioredis.Redis,
+    keys: Keys,
+    make_settings: Callable[..., Settings],
+) -> None:
+    """The BULL time limit (72 h) has passed but no candle is stored: no made-up price."""
+    settings = make_settings(symbols=["KRW-ETH"])
+    opened = datetime(2026, 3, 2, 1, 0, tzinfo=BASE.tzinfo)
+    await _held_eth(pool, settings, opened, None)
+    bot = _bot(settings, pool, redis, keys, opened + timedelta(hours=73))
+    await bot.startup()
+    outcomes = await bot.run_once()
+    assert outcomes["KRW-ETH"].reason_code == "exit_no_price"
+    assert "TIME_LIMIT" in outcomes["KRW-ETH"].reason
+    assert await pool.fetchval("SELECT count(*) FROM trading_history WHERE side = 'SELL'") == 0
+    assert await pool.fetchval("SELECT count(*) FROM positions") == 1
+
+
+async def test_status_command_writes_nothing(
+    pool: asyncpg.Pool,
+    db_dsn: str,
+    redis_url_base: str,
+    make_settings: Callable[..., Settings],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`coinpilot status` on a day the bot has not started yet creates no risk row."""
+    env = {"COINPILOT_DATABASE_URL": db_dsn, "COINPILOT_REDIS_URL": redis_url_base}
+    settings = make_settings(env=env, symbols=["KRW-BTC"])
+    await ledger.ensure_account(pool, settings.app.risk.initial_balance_krw)
+    before = await pool.fetchval("SELECT count(*) FROM daily_risk_state")
+    args = argparse.Namespace(json=False)
+    assert await asyncio.to_thread(status_cmd.main, args, settings) == 0
+    assert "equity" in capsys.readouterr().out
+    assert await pool.fetchval("SELECT count(*) FROM daily_risk_state") == before == 0

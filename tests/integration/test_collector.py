@@ -21,6 +21,7 @@ from coinpilot.clock import SimulatedClock, floor_minute
 from coinpilot.config import CollectorConfig
 from coinpilot.observability import Health, Metrics
 from coinpilot.services.collector import Collector, replay_collector
+from coinpilot.services.minute_events import MinuteEvents, MinuteStored
 from tests.fakes.upbit import FakeUpbit, running_fake_upbit
 
 BTC_FILE = "upbit_KRW-BTC_1m_2018-01-25_2018-02-01.csv"
@@ -52,6 +53,8 @@ def make_collector(
     symbols: list[str],
     *,
     timeout_s: float = 5.0,
+    events: MinuteEvents | None = None,
+    held: object = None,
 ) -> Collector:
     metrics = Metrics()
     client = UpbitClient(
@@ -73,6 +76,8 @@ def make_collector(
         clock=clock,
         health=Health(),
         metrics=metrics,
+        events=events,
+        held=held,  # type: ignore[arg-type]
     )
 
 
@@ -271,3 +276,65 @@ async def test_a_startup_backfill_cut_short_resumes_without_gaps(
     assert await stored(pool, "KRW-BTC") == [
         r for r in day if window_start <= r.ts and r.ts + MIN <= now
     ]
+
+
+async def test_rest_cycles_publish_each_minute_stored_or_corrected_after_the_catch_up(
+    pool: asyncpg.Pool, http: aiohttp.ClientSession, day: list[CandleRow]
+) -> None:
+    """The catch-up announces nothing but ends with caught_up; each later cycle publishes
+    the minutes it committed, a revision as corrected, and a re-read of equal rows nothing."""
+    now = T0 + timedelta(hours=2, seconds=2)
+    clock = SimulatedClock(now)
+    fake = FakeUpbit(clock=clock, limit_per_s=None)
+    fake.add_rows(day)
+    by_ts = {r.ts: r for r in day}
+    events = MinuteEvents()
+    sub = events.subscribe()
+    async with running_fake_upbit(fake) as (_, url):
+        collector = make_collector(http, url, pool, clock, ["KRW-BTC"], events=events)
+        await collector.startup()
+        assert events.caught_up.is_set()
+        assert sub.drain() == []
+
+        clock.advance(60)
+        await collector.run_once()
+        closed = floor_minute(now)
+        assert sub.drain() == [MinuteStored("KRW-BTC", closed, False, "rest")]
+
+        await collector.run_once()  # the same minutes again: nothing changed, nothing said
+        assert sub.drain() == []
+
+        old = by_ts[closed - MIN]
+        fake.revise(old._replace(volume=old.volume + Decimal("1")))
+        clock.advance(120)
+        await collector.run_once()
+        assert sub.drain() == [
+            MinuteStored("KRW-BTC", closed - MIN, True, "rest"),
+            MinuteStored("KRW-BTC", closed + MIN, False, "rest"),
+            MinuteStored("KRW-BTC", closed + 2 * MIN, False, "rest"),
+        ]
+        assert events.latest("KRW-BTC") == closed + 2 * MIN
+
+
+async def test_a_held_market_outside_the_config_is_collected_too(
+    pool: asyncpg.Pool, http: aiohttp.ClientSession, day: list[CandleRow]
+) -> None:
+    """An open position's market stays watched after it left the configuration."""
+    clock = SimulatedClock(T0 + timedelta(hours=1, seconds=2))
+    fake = FakeUpbit(clock=clock, limit_per_s=None)
+    fake.add_rows(day)
+    fake.add_rows(as_market(day, "KRW-ETH"))
+    held: set[str] = {"KRW-ETH"}
+    async with running_fake_upbit(fake) as (_, url):
+        collector = make_collector(http, url, pool, clock, ["KRW-BTC"], held=lambda: held)
+        with capture_logs() as logs:
+            await collector.run_once()
+        assert collector.watched() == ["KRW-BTC", "KRW-ETH"]
+        assert await stored(pool, "KRW-ETH") == as_market(await stored(pool, "KRW-BTC"), "KRW-ETH")
+        assert [e["symbols"] for e in logs if e["event"] == "watching_held_symbols"] == [
+            ["KRW-ETH"]
+        ]
+        held.clear()
+        clock.advance(60)
+        await collector.run_once()
+        assert collector.watched() == ["KRW-BTC"]

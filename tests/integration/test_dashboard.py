@@ -18,7 +18,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from coinpilot.adapters.cache import Keys, create_redis
-from coinpilot.app import Deps, serve
+from coinpilot.app import Deps
 from coinpilot.config import Settings
 from coinpilot.errors import ConfigError
 from coinpilot.web import queries as q
@@ -230,10 +230,10 @@ async def test_token_guards_pages_but_not_health_or_metrics(
 async def test_public_bind_without_token_refuses_to_start(
     host: str, make_settings: Callable[..., Settings]
 ) -> None:
-    """serve() raises ConfigError before opening anything when the bind is public and no token."""
-    settings = make_settings(http={"host": host, "port": 0})
+    """A public bind without a token is refused while loading the config, before serve()
+    opens anything (and so by check-config too)."""
     with pytest.raises(ConfigError, match="COINPILOT_DASHBOARD_TOKEN"):
-        await serve(settings, asyncio.Event())
+        make_settings(http={"host": host, "port": 0})
 
 
 async def test_coinpilot_run_exits_2_on_public_bind_without_token(tmp_path: Path) -> None:

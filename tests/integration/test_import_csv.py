@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
 import pytest
 
 from coinpilot.adapters.csvdata import read_csv
+from coinpilot.adapters.marketdata import insert_csv
 from coinpilot.commands import import_csv
 from coinpilot.config import Settings
 
@@ -83,6 +85,36 @@ async def test_a_bad_file_reports_line_numbers_and_nothing_is_committed(
     assert f"{bad}:21:" in err
     assert "nothing imported" in err
     assert await count(pool, "KRW-BTC") == 0
+
+
+async def test_an_hourly_file_given_as_minutes_is_refused(
+    settings: Settings, pool: asyncpg.Pool, data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The shared 60-minute ETH file is named as not 1-minute and nothing is stored."""
+    path = data_dir / "upbit_KRW-ETH_60m_2023-12-31_2024-12-30.csv"
+    assert await _to_thread(run, settings, path) == 1
+    err = capsys.readouterr().err
+    assert f"{path}:3: candles of KRW-ETH are 1 h apart" in err
+    assert "nothing imported" in err
+    assert await count(pool, "KRW-ETH") == 0
+
+
+async def test_a_minute_stored_after_the_span_check_falls_back_to_the_upsert(
+    pool: asyncpg.Pool, data_dir: Path
+) -> None:
+    """A direct COPY that meets a stored key (a writer got there after the check) is rolled
+    back to its savepoint and the rows are merged instead: nothing fails, nothing doubles."""
+    rows = import_csv.read_all([data_dir / BTC_FILE], None).head(10)
+    one = rows.slice(5, 1)
+    long_ago = datetime(2000, 1, 1, tzinfo=UTC)
+    async with pool.acquire() as conn:
+        assert await insert_csv(conn, import_csv.copy_payload(one), import_csv.spans(one)) == 1
+        # Spans that miss the stored minute, as if it had been written after the check.
+        stored = await insert_csv(
+            conn, import_csv.copy_payload(rows), [("KRW-BTC", long_ago, long_ago)]
+        )
+    assert stored == 9  # the identical stored minute is no change
+    assert await count(pool, "KRW-BTC") == 10
 
 
 async def _to_thread(fn: Callable[..., int], *args: object, **kwargs: object) -> int:

@@ -184,3 +184,36 @@ async def test_redis_down_still_records_history(
     assert [r["regime"] for r in await history(pool)] == ["BULL"]
     errors = ctx.metrics.dependency_errors.labels(dependency="redis", kind="ConnectionError")
     assert errors._value.get() == 1
+
+
+async def test_hours_are_utc_hours_whatever_the_session_time_zone(
+    db_dsn: str, redis: aioredis.Redis, keys: Keys, make_settings: Callable[..., Settings]
+) -> None:
+    """Two hours of minutes whose close is the minute of the day; a +5:30 session zone."""
+    from decimal import Decimal
+
+    from coinpilot.adapters import db as dbmod
+    from coinpilot.adapters import marketdata as md
+
+    start = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+    rows = [
+        md.CandleRow("KRW-BTC", "1m", start + timedelta(minutes=i), Decimal(1), Decimal(1),
+                     Decimal(1), Decimal(600 + i), Decimal(1), None)
+        for i in range(120)
+    ]  # fmt: skip
+    pool = await dbmod.create_pool(db_dsn, min_size=1, max_size=2)
+    try:
+        await md.upsert_candles(pool, rows)
+        kolkata = await asyncpg.create_pool(
+            db_dsn, min_size=1, max_size=1, server_settings={"timezone": "Asia/Kolkata"}
+        )
+        assert kolkata is not None
+        try:
+            ctx = JobContext(make_settings(), kolkata, redis, keys, Metrics())
+            closes = await hourly_closes(ctx, "KRW-BTC", start + timedelta(hours=2, minutes=1))
+        finally:
+            await kolkata.close()
+    finally:
+        await pool.close()
+    # UTC hours 10:00 and 11:00 close at 10:59 (minute 659) and 11:59 (minute 719).
+    assert list(closes) == [659.0, 719.0]

@@ -118,14 +118,16 @@ async def test_summary_comes_from_openai_in_three_lines(
     openai_fake: FakeOpenAI,
     make_settings: Callable[..., Settings],
 ) -> None:
-    """With a key the SDK is called with gpt-4o-mini and the answer is cut to three lines."""
+    """With a key the SDK is called with gpt-6-luna and the answer is cut to three lines."""
     await seed(pool)
     openai_fake.answer = "- first\n\n* second\nthird\nfourth"
     env = {"OPENAI_API_KEY": "sk-test", "OPENAI_BASE_URL": openai_fake.base_url}
     rendered = await render_report(context(make_settings(env=env), pool, redis, keys), REPORT_AT)
     assert (rendered.summary, rendered.summary_source) == (["first", "second", "third"], "openai")
     (req,) = openai_fake.requests
-    assert req["body"]["model"] == "gpt-4o-mini"
+    assert req["body"]["model"] == "gpt-6-luna"
+    assert req["body"]["reasoning_effort"] == "low"
+    assert "temperature" not in req["body"]  # a reasoning model refuses it
     assert req["headers"]["Authorization"] == "Bearer sk-test"
     assert "PnL: -2,298 KRW" in req["body"]["messages"][1]["content"]
 

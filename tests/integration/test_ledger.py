@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -77,17 +78,25 @@ async def test_the_same_candle_never_executes_twice(pool: asyncpg.Pool, settings
     assert (await snapshot(pool))["trades"] == before["trades"]
 
 
-async def test_one_open_position_per_symbol_is_a_constraint(
+async def test_one_open_position_per_symbol_is_refused_and_a_constraint(
     pool: asyncpg.Pool, settings: Settings
 ) -> None:
-    """A second BUY of a held symbol on another candle fails and changes nothing."""
+    """A second BUY of a held symbol is refused (audited); the table refuses one too."""
     app = settings.app
     await ledger.load_state(pool, app, T0, {})
     await ledger.buy(pool, order(), app, T0)
     before = await snapshot(pool)
+    second = await ledger.buy(pool, order(ts=T0 + timedelta(minutes=1)), app, T0)
+    assert isinstance(second, ledger.Refused)
+    assert second.verdict.reason_code == "duplicate_position"
+    after = await snapshot(pool)
+    assert {**after, "outbox": before["outbox"]} == before  # only the refusal's notice is new
     with pytest.raises(asyncpg.UniqueViolationError):
-        await ledger.buy(pool, order(ts=T0 + timedelta(minutes=1)), app, T0)
-    assert await snapshot(pool) == before
+        await pool.execute(
+            """INSERT INTO positions (symbol, quantity, avg_price, cost_basis, regime,
+                   high_water_mark, opened_at) VALUES ('KRW-BTC', 1, 1, 1, 'BULL', 1, $1)""",
+            T0,
+        )
 
 
 @pytest.mark.parametrize("table", ["positions", "trading_history", "daily_risk_state", "outbox"])
@@ -181,3 +190,118 @@ async def test_refusals_are_audited_every_time_and_announced_once_a_day(
     ]  # fmt: skip
     day = await pool.fetchrow("SELECT * FROM daily_risk_state WHERE trade_date = '2026-03-02'")
     assert day["is_trading_halted"]
+
+
+# --- limits re-checked under the account lock ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("risk_overrides", "cash", "code"),
+    [
+        ({"max_concurrent_positions": 1}, None, "max_concurrent_positions"),
+        ({"max_daily_trades": 1}, None, "max_daily_trades"),
+        # 10 M × 8 % = 800 k of room: one 500 k order fits, two do not.
+        ({"max_total_exposure": 0.08}, None, "max_total_exposure"),
+        # Two orders of exactly 200 units at 2001 KRW (close 2000 + 0.05 % slippage): 400 200
+        # notional + 200.1 fee each. 800 700 of cash leaves 400 299.9 after the first: enough
+        # for the notional (the exposure cap at 100 % lets it through) but not for the fee.
+        ({"max_total_exposure": 1.0}, "800700", "insufficient_cash"),
+    ],
+)
+async def test_two_fills_racing_for_the_last_room_one_wins_one_is_refused_and_audited(
+    pool: asyncpg.Pool,
+    make_settings: Callable[..., Settings],
+    risk_overrides: dict[str, Any],
+    cash: str | None,
+    code: str,
+) -> None:
+    """Both transactions start together; the account row lock serialises the re-checks."""
+    from coinpilot.domain.fills import Fill
+
+    risk = {"initial_balance_krw": cash or "10000000", **risk_overrides}
+    app = make_settings(risk=risk).app
+    await ledger.load_state(pool, app, T0, {})
+    if cash is None:
+        first, second = order("KRW-BTC"), order("KRW-ETH", close="4000000")
+    else:
+        first, second = (order(s, close="2000", amount="400200") for s in ("KRW-BTC", "KRW-ETH"))
+    results = await asyncio.gather(
+        ledger.buy(pool, first, app, T0), ledger.buy(pool, second, app, T0)
+    )
+    fills = [r for r in results if isinstance(r, Fill)]
+    assert len(fills) == 1, results
+    assert await pool.fetchval("SELECT count(*) FROM positions") == 1
+    assert await pool.fetchval("SELECT count(*) FROM trading_history") == 1
+    audit = await pool.fetch("SELECT violation_type, symbol FROM risk_audit")
+    assert [r["violation_type"] for r in audit] == [code]
+    loser = ({"KRW-BTC", "KRW-ETH"} - {r["symbol"] for r in await pool.fetch(
+        "SELECT symbol FROM positions")}).pop()  # fmt: skip
+    assert audit[0]["symbol"] == loser
+    refused = [r for r in results if not isinstance(r, Fill)]
+    assert refused[0] is not None
+    assert refused[0].verdict.reason_code == code
+    day = await pool.fetchrow("SELECT buy_count, trade_count FROM daily_risk_state")
+    assert (day["buy_count"], day["trade_count"]) == (1, 1)
+    assert (await ledger.verify(pool)).ok
+
+
+async def test_a_buy_just_after_kst_midnight_opens_the_new_day_at_the_equity_before_it(
+    pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """The new day's opening equity is 10 M (the pre-trade equity), not the cash left after."""
+    app = settings.app
+    before = datetime(2026, 3, 2, 14, 59, 30, tzinfo=UTC)  # 23:59:30 on 2 March in Seoul
+    after = datetime(2026, 3, 2, 15, 0, 5, tzinfo=UTC)  # 00:00:05 on 3 March in Seoul
+    await ledger.load_state(pool, app, before, {})
+    fill = await ledger.buy(pool, order(ts=before.replace(second=0)), app, after)
+    assert fill is not None
+    days = {
+        str(r["trade_date"]): r
+        for r in await pool.fetch("SELECT * FROM daily_risk_state ORDER BY trade_date")
+    }
+    assert sorted(days) == ["2026-03-02", "2026-03-03"]
+    assert days["2026-03-03"]["opening_equity"] == D(10_000_000)
+    assert days["2026-03-03"]["buy_count"] == 1
+    assert days["2026-03-02"]["buy_count"] == 0
+    # The new day's PnL at the fill price is minus the fee and the slippage, not +0.5 M.
+    state = await ledger.load_state(pool, app, after, {"KRW-BTC": 90_000_000.0})
+    assert state.equity({"KRW-BTC": 90_000_000.0}) - state.day.opening_equity < 0
+
+
+async def test_a_stop_loss_sell_keeps_the_positions_high_water_mark(
+    pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """DECISIONS: the SELL row records the position's HWM, never the exit price."""
+    app = settings.app
+    await ledger.load_state(pool, app, T0, {})
+    fill = await ledger.buy(pool, order(), app, T0)
+    assert fill is not None
+    assert await ledger.raise_hwm(pool, "KRW-BTC", D("91000000"), T0)
+    out = T0 + timedelta(minutes=5)
+    sold = await ledger.sell(pool, "KRW-BTC", out, D("87000000"), "STOP_LOSS", None, app, out, {})
+    assert sold is not None
+    row = await pool.fetchrow("SELECT * FROM trading_history WHERE side = 'SELL'")
+    assert row["high_water_mark"] == D("91000000")
+    assert row["price"] == D("87000000") * (1 - app.fills.slippage)
+
+
+async def test_an_exit_after_a_same_candle_re_entry_is_not_taken_for_the_first_exit(
+    pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """Exit on candle t, re-enter on t, exit again while t is still the newest candle."""
+    app = settings.app
+    await ledger.load_state(pool, app, T0, {})
+    t = T0 + timedelta(minutes=10)
+    assert await ledger.buy(pool, order(), app, T0) is not None
+    assert await ledger.sell(pool, "KRW-BTC", t, D("91000000"), "TAKE_PROFIT", None, app, t, {})
+    assert await ledger.buy(pool, order(ts=t), app, t) is not None
+    later = t + timedelta(seconds=50)
+    second = await ledger.sell(pool, "KRW-BTC", t, D("90500000"), "TIME_LIMIT", None, app,
+                               later, {})  # fmt: skip
+    assert second is not None
+    assert await pool.fetchval("SELECT count(*) FROM positions") == 0
+    assert await pool.fetchval("SELECT count(*) FROM trading_history WHERE side = 'SELL'") == 2
+    # Re-running the same exit decision is still a no-op.
+    assert await ledger.sell(pool, "KRW-BTC", t, D("90500000"), "TIME_LIMIT", None, app,
+                             later, {}) is None  # fmt: skip
+    assert (await ledger.verify(pool)).ok

@@ -106,3 +106,17 @@ def test_boundary_terms_match_whole_words_only() -> None:
         "moving average", "rsi"
     ]  # fmt: skip
     assert fsm.boundary_terms("거래량이 늘었다") == ["거래량"]
+
+
+@pytest.mark.parametrize(
+    ("text", "terms"),
+    [("RSI가 낮고 MA20을 넘었다", ["ma20", "rsi"]),
+     ("볼린저 밴드와 bb_lower는 무시", ["bb_lower", "볼린저"]),
+     ("이번 RSI는 과매도", ["rsi"]),
+     ("반등(RSI)이 약하다", ["rsi"]),
+     ("평균회귀 reversion 패턴", []),
+     ("RSI14 and MA200 are other words", [])],
+)  # fmt: skip
+def test_boundary_terms_in_korean_text(text: str, terms: list[str]) -> None:
+    """An English term followed or preceded by Hangul (a particle) is a whole word."""
+    assert fsm.boundary_terms(text) == terms

@@ -136,9 +136,12 @@ def test_bad_config_names_field(tmp_path: Path, edit: Edit, expected: list[str])
 
 def test_environment_overrides_http_bind(tmp_path: Path) -> None:
     """COINPILOT_HTTP_HOST/PORT override the YAML's HTTP bind."""
-    settings = _load(
-        tmp_path, env={"COINPILOT_HTTP_HOST": "0.0.0.0", "COINPILOT_HTTP_PORT": "9100"}
-    )
+    env = {
+        "COINPILOT_HTTP_HOST": "0.0.0.0",
+        "COINPILOT_HTTP_PORT": "9100",
+        "COINPILOT_DASHBOARD_TOKEN": "x" * 16,
+    }
+    settings = _load(tmp_path, env=env)
     assert (settings.app.http.host, settings.app.http.port) == ("0.0.0.0", 9100)
 
 
@@ -172,3 +175,125 @@ def test_secrets_never_appear_in_repr_or_redacted(tmp_path: Path) -> None:
         assert secret not in shown
     assert redacted(settings)["environment"]["anthropic_api_key"] == "********"
     assert settings.ai_mode == "llm"
+
+
+# --- values that load but would break the daemon --------------------------------------
+
+NONSENSE = [
+    pytest.param(_set("bot.interval_s", float("inf")), ["bot.interval_s", "finite"], id="inf"),
+    pytest.param(_set("bot.interval_s", float("nan")), ["bot.interval_s", "finite"], id="nan"),
+    pytest.param(
+        _set("risk.initial_balance_krw", "Infinity"),
+        ["risk.initial_balance_krw", "finite"],
+        id="decimal-inf",
+    ),
+    pytest.param(
+        _set("collector.backfill_days", 1e30), ["collector.backfill_days", "less than"], id="1e30"
+    ),
+    pytest.param(
+        _set("collector.interval_s", 1e30), ["collector.interval_s", "less than"], id="interval"
+    ),
+    pytest.param(_set("bot.interval_s", 0.001), ["bot.interval_s", "greater than"], id="busy"),
+    pytest.param(
+        _set("notify.timeout_s", 1e9), ["notify.timeout_s", "less than"], id="notify-timeout"
+    ),
+    pytest.param(
+        _set("regimes.BULL.exit.take_profit_pct", 0.0015),
+        ["regimes.BULL.exit.take_profit_pct", "round-trip", "0.002"],
+        id="tp-below-fees",
+    ),
+    pytest.param(
+        _set("regimes.SIDEWAYS.entry.bb_period", 500),
+        ["regimes.SIDEWAYS.entry.bb_period", "bot.candle_window"],
+        id="period-beyond-window",
+    ),
+    pytest.param(
+        _set("regimes.BEAR.entry.rsi_period", 200),
+        ["regimes.BEAR.entry.rsi_period", "bot.candle_window"],
+        id="rsi-needs-one-more",
+    ),
+    pytest.param(_set("ai.models", {"prod": "claude-x"}), ["ai.models", "dev"], id="no-dev"),
+    pytest.param(_set("http", [1, 2]), ["http", "mapping"], id="http-list"),
+    pytest.param(_set("bot", "fast"), ["bot", "mapping"], id="bot-string"),
+]
+
+
+@pytest.mark.parametrize(("edit", "expected"), NONSENSE)
+def test_nonsense_is_refused_naming_the_field(
+    tmp_path: Path, edit: Edit, expected: list[str]
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        _load(tmp_path, edit)
+    message = str(info.value)
+    for part in expected:
+        assert part in message, message
+
+
+def test_take_profit_just_above_the_round_trip_cost_loads(tmp_path: Path) -> None:
+    """Fees 0.05 % and slippage 0.05 % a side cost 0.2 % a round trip: 0.21 % is allowed."""
+    settings = _load(tmp_path, _set("regimes.BULL.exit.take_profit_pct", 0.0021))
+    assert settings.app.regimes["BULL"].exit.take_profit_pct == 0.0021
+
+
+def test_duplicate_keys_are_refused_with_their_line(tmp_path: Path) -> None:
+    text = DEFAULT_CONFIG_PATH.read_text() + "\nbot:\n  interval_s: 5\n"
+    path = tmp_path / "dup.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=r"line \d+: not valid YAML: duplicate key 'bot'"):
+        load_config(path, environ={})
+
+
+def test_duplicate_nested_keys_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "dup.yaml"
+    path.write_text(
+        DEFAULT_CONFIG_PATH.read_text().replace(
+            "  interval_s: 60\n", "  interval_s: 60\n  interval_s: 1\n", 1
+        )
+    )
+    with pytest.raises(ConfigError, match="duplicate key 'interval_s'"):
+        load_config(path, environ={})
+
+
+def test_non_utf8_and_deeply_nested_files_are_config_errors(tmp_path: Path) -> None:
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes(b"symbols: [KRW-BTC]\ntimezone: \xe9t\xe9\n")
+    with pytest.raises(ConfigError, match="UTF-8"):
+        load_config(latin, environ={})
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("symbols: " + "[" * 20000 + "]" * 20000 + "\n")
+    with pytest.raises(ConfigError, match=r"deep\.yaml"):
+        load_config(deep, environ={})
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("COINPILOT_DATABASE_URL", "postgresql://[::1:5432/db"),
+        ("COINPILOT_DATABASE_URL", "mysql://localhost/db"),
+        ("COINPILOT_DATABASE_URL", "postgresql://host:notaport/db"),
+        ("COINPILOT_REDIS_URL", "redis://host:99999/0"),
+        ("COINPILOT_REDIS_URL", "http://host/0"),
+        ("COINPILOT_REDIS_URL", "redis://host:6379/x"),
+        ("COINPILOT_UPBIT_URL", "api.upbit.com"),
+        ("ANTHROPIC_BASE_URL", "http://[zz]/"),
+        ("OPENAI_BASE_URL", "ftp://x"),
+        ("COINPILOT_DISCORD_WEBHOOK_URL", "discord.com/api/webhooks/1/x"),
+        ("COINPILOT_DISCORD_WEBHOOK_URL_TRADE", "https://"),
+        ("COINPILOT_HTTP_HOST", "exa mple"),
+    ],
+)
+def test_malformed_urls_are_named_by_their_variable(tmp_path: Path, name: str, value: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        _load(tmp_path, env={name: value})
+    assert f"environment variable {name}" in str(info.value)
+
+
+def test_bracketed_ipv6_host_is_accepted_as_the_address(tmp_path: Path) -> None:
+    settings = _load(tmp_path, env={"COINPILOT_HTTP_HOST": "[::1]"})
+    assert settings.app.http.host == "::1"
+
+
+def test_a_public_bind_without_a_token_is_refused_at_load(tmp_path: Path) -> None:
+    """The rule `run` enforces is part of loading, so check-config refuses it too."""
+    with pytest.raises(ConfigError, match="COINPILOT_DASHBOARD_TOKEN"):
+        _load(tmp_path, env={"COINPILOT_HTTP_HOST": "0.0.0.0"})

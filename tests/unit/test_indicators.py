@@ -165,3 +165,21 @@ def test_strictly_falling_rsi_is_0(steps: list[float], period: int) -> None:
     """Strictly falling closes give RSI 0 from the first defined value on."""
     close = 1000.0 - np.cumsum(steps)
     assert (ind.rsi(close, period)[period - 1 :] == 0.0).all()
+
+
+def test_ewm_recursion_by_hand() -> None:
+    """α = 0.5 on 2, 4, 8: y0 = 2, y1 = 0.5·2 + 0.5·4 = 3, y2 = 0.5·3 + 0.5·8 = 5.5."""
+    assert ind.ewm_recursive(np.array([2.0, 4.0, 8.0]), 0.5).tolist() == [2.0, 3.0, 5.5]
+
+
+def test_ewm_long_series_and_many_short_rows_round_alike() -> None:
+    """A long row runs as a scalar loop, a tall stack as vector steps: the same bits."""
+    rng = np.random.default_rng(7)
+    rows = rng.normal(100.0, 5.0, size=(40, 120))
+    stacked = ind.ewm_recursive(rows, 1 / 14)
+    one_by_one = np.array([ind.ewm_recursive(r, 1 / 14) for r in rows])
+    assert np.array_equal(stacked, one_by_one)
+    expected = [rows[0, 0]]
+    for value in rows[0, 1:]:
+        expected.append((1 - 1 / 14) * expected[-1] + (1 / 14) * value)
+    assert np.allclose(stacked[0], expected, rtol=1e-12, atol=0)

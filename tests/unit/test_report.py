@@ -85,3 +85,20 @@ def test_empty_day_has_no_win_rate() -> None:
     lines = template_summary(rep)
     assert len(lines) == 3
     assert "N/A" in lines[1]
+
+
+def test_a_sell_whose_gain_the_fees_eat_is_not_a_win() -> None:
+    """Gross +60 KRW, SELL fee 25, BUY fee 50: net −15, a loss for the win rate as for the
+    cooldown; gross +100 with the same fees nets +25, a win."""
+    from dataclasses import replace
+
+    from coinpilot.domain.fills import is_win
+
+    eaten = replace(fill("SELL", 30, "25", "60"), entry_fee=D(50))
+    kept = replace(fill("SELL", 60, "25", "100", sym="KRW-ETH"), entry_fee=D(50))
+    rep = build_report(date="2026-03-02", window_start=T0, window_end=T0 + timedelta(hours=2),
+                       equity_start=D(10_000_000), fills=[eaten, kept], verdicts=[])  # fmt: skip
+    assert (eaten.net_pnl, kept.net_pnl) == (D(-15), D(25))
+    assert (is_win(eaten.net_pnl), is_win(kept.net_pnl)) == (False, True)
+    assert (rep.sells, rep.wins) == (2, 1)
+    assert rep.win_rate_pct == D(50)

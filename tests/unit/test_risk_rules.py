@@ -58,13 +58,18 @@ def test_trade_date_is_the_kst_calendar_day() -> None:
     assert risk.trade_date(datetime(2026, 3, 2, 15, 0, tzinfo=UTC), tz).day == 3
 
 
-def test_loss_streak_starts_cooldown_and_breakeven_resets() -> None:
-    """Three net losses start a full-length cooldown; a zero or positive result resets."""
+def test_loss_streak_starts_cooldown_and_only_a_win_resets() -> None:
+    """Three closes that are not wins start a full-length cooldown; a win resets the streak.
+
+    A scratch (net 0 after both fees) is not a win (``fills.is_win``, as in the win rate).
+    """
     streak, until = risk.after_close(0, D(-1), LIMITS, NOW)
     assert (streak, until) == (1, None)
     streak, until = risk.after_close(2, D("-0.01"), LIMITS, NOW)
     assert (streak, until) == (0, NOW + timedelta(hours=2))
-    assert risk.after_close(2, D(0), LIMITS, NOW) == (0, None)
+    assert risk.after_close(2, D(0), LIMITS, NOW) == (0, NOW + timedelta(hours=2))
+    assert risk.after_close(1, D(0), LIMITS, NOW) == (2, None)
+    assert risk.after_close(2, D("0.01"), LIMITS, NOW) == (0, None)
 
 
 def test_order_amount_takes_the_smallest_cap() -> None:

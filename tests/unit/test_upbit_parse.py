@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import bisect
+import random
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -167,6 +170,46 @@ async def test_budget_counts_a_window_from_each_response() -> None:
     assert clock.monotonic() - before >= 1.0
 
 
+@pytest.mark.parametrize(
+    "reply_times",
+    [(0.0,), (0.0, 0.0, 0.001, 0.0137, 0.05, 0.2)],
+    ids=["instant_replies", "uneven_replies"],
+)
+async def test_budget_never_grants_more_than_ten_in_any_second_of_a_long_run(
+    reply_times: tuple[float, ...],
+) -> None:
+    """Ten simulated minutes of 40 concurrent senders: any 1 s holds at most 10 grants.
+
+    Queued senders wait on the lock while slots expire; a window edge must release one
+    sender per expired slot, never the whole queue at once, and must never stop granting.
+    """
+    clock = SimulatedClock(datetime(2024, 1, 1, tzinfo=UTC))
+    budget = RequestBudget(clock, 10)
+    rng = random.Random(13)
+    granted: list[float] = []
+
+    async def sender() -> None:
+        while clock.monotonic() < 600.0:
+            slot = await budget.acquire()
+            granted.append(clock.monotonic())
+            await clock.sleep(rng.choice(reply_times))
+            budget.done(slot)
+
+    hung_at = None
+    try:
+        # A guard against a budget that spins without moving the clock, not a timing check.
+        await asyncio.wait_for(asyncio.gather(*(sender() for _ in range(40))), timeout=30)
+    except TimeoutError:
+        hung_at = clock.monotonic()
+    granted.sort()
+    worst = max(bisect.bisect_left(granted, t + 1.0) - i for i, t in enumerate(granted))
+    assert worst <= 10, f"{worst} grants within one second"
+    assert hung_at is None, f"the budget stopped granting at {hung_at:.6f} s simulated"
+    # And it keeps sending: every reply and poll moves the one shared simulated clock, so
+    # the run cannot reach the ideal 10 per 1.05 s, but it must stay well above 8 a second.
+    assert len(granted) >= 8 * 600
+
+
 async def test_budget_holds_when_the_server_says_the_second_is_used_up() -> None:
     """sec=0 that our own sends do not explain delays the next send by a window."""
     clock = SimulatedClock(datetime(2024, 1, 1, tzinfo=UTC))
@@ -214,3 +257,39 @@ def test_csv_with_a_wrong_header_is_refused(tmp_path: Path) -> None:
     path.write_text("ts,open,high,low,close\n")
     with pytest.raises(CsvFormatError, match="line 1"):
         read_csv(path)
+
+
+def test_csv_refuses_rows_out_of_time_order(tmp_path: Path) -> None:
+    """Times must ascend: a row earlier than the one above it is named by its line."""
+    body = (
+        "KRW-BTC,2018-01-25T06:42:00Z,100,110,90,105,1,100\n"
+        "KRW-BTC,2018-01-25T06:44:00Z,100,110,90,105,1,100\n"
+        "KRW-BTC,2018-01-25T06:43:00Z,100,110,90,105,1,100\n"
+        "KRW-BTC,2018-01-25T06:45:00Z,100,110,90,105,1,100,7\n"
+    )
+    with pytest.raises(CsvFormatError) as err:
+        read_csv(_csv(tmp_path, body))
+    problems = {p.line: p.reason for p in err.value.problems}
+    assert sorted(problems) == [4, 5]
+    assert "ascend" in problems[4]
+    assert problems[5] == "expected 8 fields, got 9"
+
+
+def test_an_hourly_file_is_not_taken_for_minutes(tmp_path: Path) -> None:
+    """Hour-spaced candles (one gap of a minute among them) are refused as not 1-minute."""
+    times = ["06:00", "07:00", "07:01", "08:01", "09:01"]
+    body = "".join(f"KRW-ETH,2024-01-01T{t}:00Z,100,110,90,105,1,\n" for t in times)
+    with pytest.raises(CsvFormatError) as err:
+        read_csv(_csv(tmp_path, body))
+    (problem,) = err.value.problems
+    assert problem.line == 3
+    assert "1 h apart" in problem.reason
+    assert "not a 1-minute file" in problem.reason
+
+
+def test_minute_candles_with_gaps_are_accepted(tmp_path: Path) -> None:
+    """Missing minutes are normal (no trades); mostly one minute apart is a 1-minute file."""
+    times = ["06:00", "06:01", "06:02", "06:30", "06:31", "09:00"]
+    body = "".join(f"KRW-ETH,2024-01-01T{t}:00Z,100,110,90,105,0,\n" for t in times)
+    rows = read_csv(_csv(tmp_path, body))
+    assert [r.ts.minute for r in rows] == [0, 1, 2, 30, 31, 0]

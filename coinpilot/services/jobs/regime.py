@@ -24,9 +24,10 @@ log = structlog.get_logger(__name__)
 
 # One close per closed hour: the close of the hour's last stored minute. Aggregated in
 # PostgreSQL (a few hundred rows cross the wire instead of ~24,000 minutes per symbol); the
-# classification is the strategy's own ``regime_from_closes``.
+# classification is the strategy's own ``regime_from_closes``. Hours are UTC hours whatever
+# the session's time zone (as in the backtester; a +5:30 zone would shift every bucket).
 HOURLY_SQL = """
-SELECT date_trunc('hour', ts) AS hour, (array_agg(close_price ORDER BY ts DESC))[1] AS close
+SELECT date_trunc('hour', ts, 'UTC') AS hour, (array_agg(close_price ORDER BY ts DESC))[1] AS close
 FROM market_data
 WHERE symbol = $1 AND interval = '1m' AND ts >= $2 AND ts < $3
 GROUP BY 1 ORDER BY 1

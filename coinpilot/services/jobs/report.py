@@ -75,9 +75,17 @@ async def equity_at(ctx: JobContext, when: datetime) -> Decimal:
 
 async def load_report(ctx: JobContext, now: datetime, day: Date | None = None) -> DailyReport:
     day, start, end = report_window(ctx, now, day)
+    # A SELL's entry fee is its BUY's: the symbol's last BUY before it (one position each).
     fills = await ctx.pool.fetch(
-        "SELECT symbol, side, notional, fee, realized_pnl, executed_at FROM trading_history "
-        "WHERE status = 'FILLED' AND executed_at >= $1 AND executed_at < $2",
+        """SELECT t.symbol, t.side, t.notional, t.fee, t.realized_pnl, t.executed_at,
+                  COALESCE(b.fee, 0) AS entry_fee
+           FROM trading_history t
+           LEFT JOIN LATERAL (
+               SELECT fee FROM trading_history b
+               WHERE t.side = 'SELL' AND b.side = 'BUY' AND b.symbol = t.symbol
+                 AND b.executed_at < t.executed_at
+               ORDER BY b.executed_at DESC LIMIT 1) b ON true
+           WHERE t.status = 'FILLED' AND t.executed_at >= $1 AND t.executed_at < $2""",
         start,
         end,
     )
@@ -93,7 +101,13 @@ async def load_report(ctx: JobContext, now: datetime, day: Date | None = None) -
         equity_start=await equity_at(ctx, start),
         fills=[
             Fill(
-                r["symbol"], r["side"], r["notional"], r["fee"], r["realized_pnl"], r["executed_at"]
+                symbol=r["symbol"],
+                side=r["side"],
+                notional=r["notional"],
+                fee=r["fee"],
+                realized_pnl=r["realized_pnl"],
+                executed_at=r["executed_at"],
+                entry_fee=r["entry_fee"],
             )
             for r in fills
         ],
