@@ -1,8 +1,11 @@
-# CoinPilot. `make run` starts the daemon, `make test` runs the whole suite; both install first.
+# CoinPilot. `make run` starts the daemon (installing the runtime only), `make test` runs the
+# whole suite (installing the test, dev, bench and report extras too).
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+SUM    := $(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+STAMP  := $(VENV)/.installed-$(SUM)
+RUN_STAMP := $(VENV)/.installed-run-$(SUM)
 
 .PHONY: run test lint typecheck fmt bench mutation install clean
 
@@ -10,11 +13,16 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# The runtime alone for `make run`; the full set (a superset) satisfies both.
+$(RUN_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	rm -f $(VENV)/.installed-run-* && touch $@
+
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test,dev,bench,report]'
-	rm -f $(VENV)/.installed-* && touch $@
+	rm -f $(VENV)/.installed-* && touch $@ $(RUN_STAMP)
 
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(BIN)/coinpilot run
 
 test: $(STAMP)

@@ -22,7 +22,10 @@ class SdNotifier:
         if addr.startswith("@"):  # abstract namespace socket
             addr = "\0" + addr[1:]
         try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            # Non-blocking: a receiver that stops reading (its queue holds ~10 datagrams) must
+            # not stall the event loop; the message is dropped instead (OSError: EAGAIN).
+            kind = socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK
+            with socket.socket(socket.AF_UNIX, kind) as sock:
                 sock.connect(addr)
                 sock.sendall(state.encode())
         except OSError:

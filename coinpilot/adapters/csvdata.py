@@ -337,9 +337,13 @@ def _checked(path: Path, parsed: pl.DataFrame, exact: bool) -> pl.DataFrame:
 def read_csv(path: Path, symbol: str | None = None) -> list[CandleRow]:
     """Every row of ``path`` (``symbol`` overrides the file's) as exact rows, or
     CsvFormatError; never partial. For the code that needs Decimals row by row."""
+    return frame_rows(read_frame(path, symbol))
+
+
+def frame_rows(frame: pl.DataFrame) -> list[CandleRow]:
+    """The rows of a checked, exact frame as market_data rows with Decimal numbers."""
     from coinpilot.adapters.marketdata import INTERVAL, CandleRow
 
-    frame = read_frame(path, symbol)
     columns = [frame[f"{n}_text"].to_list() for n in NUMBERS]
     return [
         CandleRow(

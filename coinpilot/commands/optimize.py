@@ -160,6 +160,10 @@ def run_search(args: argparse.Namespace, settings: Settings) -> tuple[Any, Any, 
     finally:
         for p in procs:
             p.join()
+    for i, p in enumerate(procs, start=1):
+        if p.exitcode:
+            log.error("optimize_worker_failed", worker=i, exitcode=p.exitcode)
+            print(f"coinpilot optimize: worker {i} exited with {p.exitcode}", file=sys.stderr)
     # Workers elsewhere may still be finishing the last trials they started.
     while study.running_trials(spec, storage):
         time.sleep(1.0)

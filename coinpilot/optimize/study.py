@@ -21,8 +21,9 @@ import hashlib
 import json
 import os
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,9 @@ from coinpilot.optimize.space import Param, candidate, parse_space, suggest
 
 log = structlog.get_logger(__name__)
 SPEC_ATTR = "coinpilot_spec"
+# A running trial whose process stops beating this long is failed, so a worker that died
+# mid-trial does not keep the search waiting for it.
+HEARTBEAT_S = 15
 OnTrial = Callable[[int, int, int, float | None], None]
 
 
@@ -56,7 +60,6 @@ class Spec:
     trials: int
     seed: int
     fixed_regime: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def fold_list(self) -> list[Fold]:
         return [Fold(**f) for f in self.folds]
@@ -105,7 +108,13 @@ def open_storage(url: str) -> Any:
         kwargs = {"pool_pre_ping": True}
     for attempt in range(5):
         try:
-            storage = optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+            with warnings.catch_warnings():
+                # heartbeats are marked experimental in Optuna 5; the pin keeps them stable
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                storage = optuna.storages.RDBStorage(
+                    url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_S,
+                    grace_period=4 * HEARTBEAT_S,
+                )  # fmt: skip
             break
         except DBAPIError:
             # Processes started together on an empty database race to create the schema;
@@ -203,7 +212,15 @@ async def _load_db(source: Mapping[str, Any], settings: Settings) -> dict[str, C
     from coinpilot.commands.job import open_job_context
 
     async with contextlib.AsyncExitStack() as stack:
-        pool = (await open_job_context(stack, settings)).pool
+        if settings.env.database_url is not None:
+            # Reading candles needs neither Redis nor migrations: every worker just connects.
+            from coinpilot.adapters.db import create_pool
+
+            dsn = settings.env.database_url.get_secret_value()
+            pool = await create_pool(dsn, min_size=1, max_size=2)
+            stack.push_async_callback(pool.close)
+        else:
+            pool = (await open_job_context(stack, settings)).pool
         start = datetime.fromisoformat(source["start"])
         end = datetime.fromisoformat(source["end"])
         return await data.load_db(pool, source["symbols"], start, end)
@@ -312,5 +329,8 @@ def running_trials(spec: Spec, storage: Any) -> int:
     total = 0
     for fold in spec.fold_list():
         study = optuna.load_study(study_name=study_name(spec.name, fold.index), storage=storage)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
         total += len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
     return total

@@ -2,9 +2,11 @@
 
 ``AgentRunner.review`` is the bot's ``AiStep``. The bot awaits it in a background task, so
 a slow model never delays exits or the next cycle; here each review is bounded by one
-deadline (``ai.timeout_s``, 40 s) that covers the wait for a concurrency slot, every model
-request and every retry. Whatever happens, the run ends as a verdict and one
-agent_decisions row; only CONFIRM + SAFE approves.
+deadline (``ai.timeout_s``, 60 s for thinking models, see the README) that covers the wait
+for a concurrency slot, every model request and every retry. Whatever happens, the run ends
+as a verdict and one agent_decisions row; only CONFIRM + SAFE approves, and only once that
+row is saved. A model the API will not serve as configured stops the step (see
+``check_model``/``stop_ai``); entries then follow ``ai.on_unavailable``.
 """
 
 from __future__ import annotations
@@ -249,7 +251,7 @@ class AgentRunner:
 
     def _fallback(self, unavailable: Unavailable) -> AiVerdict:
         rules_only = self.cfg.on_unavailable == "rules_only"
-        code = "rules_only" if rules_only else "ai_unavailable"
+        code = "rules_only" if rules_only else "unavailable"  # the bot logs ai_<code>
         self.metrics.ai_decisions.labels(outcome="approved" if rules_only else "rejected",
                                          reason=code).inc()  # fmt: skip
         return AiVerdict(rules_only, code, unavailable.text(self.cfg.on_unavailable))

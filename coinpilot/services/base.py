@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -78,11 +79,12 @@ class PeriodicService:
         nxt = (now - self.offset_s) // self.interval_s * self.interval_s + self.interval_s
         return max(0.0, nxt + self.offset_s - now)
 
-    async def cycle(self) -> bool:
+    async def cycle(self, work: Callable[[], Awaitable[Any]] | None = None) -> bool:
+        """One unit of work (by default ``run_once``), its failure logged and survived."""
         started = time.perf_counter()
         self.state.last_cycle = self.clock.now()
         try:
-            await self.run_once()
+            await (work or self.run_once)()
         except FatalError:
             raise
         except OUTAGE_ERRORS as exc:  # expected now and then: no traceback, next cycle retries

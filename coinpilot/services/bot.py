@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import time
 from dataclasses import dataclass, field
@@ -33,9 +34,10 @@ import redis.asyncio as aioredis
 import structlog
 
 from coinpilot.adapters import ledger
+from coinpilot.adapters import marketdata as md
 from coinpilot.adapters.cache import REDIS_ERRORS, Keys
 from coinpilot.adapters.db import DaemonLock
-from coinpilot.clock import Clock
+from coinpilot.clock import Clock, floor_minute
 from coinpilot.config import Settings
 from coinpilot.domain import risk
 from coinpilot.domain.ai_types import AiOff, AiStep, EntryCandidate
@@ -50,10 +52,13 @@ from coinpilot.domain.strategy import (
     evaluate_exit,
 )
 from coinpilot.observability import Health, Metrics
+from coinpilot.services import control
 from coinpilot.services.base import PeriodicService
+from coinpilot.services.minute_events import MinuteEvents, MinuteStored
 from coinpilot.services.windows import CandleWindows
 
 log = structlog.get_logger(__name__)
+MINUTE = timedelta(minutes=1)
 
 
 @dataclass
@@ -69,6 +74,7 @@ class Outcome:
     candle_ts: datetime | None = None
     indicators: dict[str, Any] = field(default_factory=dict)
     position: dict[str, Any] = field(default_factory=dict)
+    minute: datetime | None = None  # the closed minute this outcome decided
 
 
 @dataclass
@@ -104,6 +110,9 @@ class BotService(PeriodicService):
         metrics: Metrics,
         ai: AiStep | None = None,
         symbols: list[str] | None = None,
+        events: MinuteEvents | None = None,
+        collector: Any = None,
+        jobs: Any = None,
         lock: DaemonLock | None = None,
     ) -> None:
         app = settings.app
@@ -123,6 +132,16 @@ class BotService(PeriodicService):
         self.last_outcomes: dict[str, Outcome] = {}
         self.windows = CandleWindows(app.bot.candle_window, overlap=app.collector.recent_candles)
         self._marks: dict[str, float] = {}  # the last cycle's prices, for late AI verdicts
+        # Minute-driven decisions: with an event source the bot decides each symbol's minute
+        # when the collector says it is stored, instead of on a clock tick.
+        # Subscribed before anything is read, so no minute stored meanwhile slips through.
+        self.minute_events = events
+        self._events = events.subscribe() if events is not None else None
+        self.collector, self.jobs = collector, jobs
+        self.stored: dict[str, datetime] = {}  # per symbol: the newest minute stored
+        self.caught_up_to: dict[str, datetime] = {}  # per symbol: stored before we started
+        self.published: dict[str, set[datetime]] = {}  # per symbol: announced, not decided
+        self.decided: dict[str, datetime] = {}  # per symbol: the newest minute decided
         self._held: set[str] = set()  # symbols with a position, as of the last ledger read
         self.lock = lock  # the one-daemon lock: no fill unless it is held
 
@@ -133,6 +152,38 @@ class BotService(PeriodicService):
     # -- start-up ----------------------------------------------------------------------
 
     async def startup(self) -> None:
+        """Reconcile, then (minute-driven) wait for the catch-up and the start-up jobs.
+
+        Decisions start only after the collector's catch-up backfill and the regime and
+        volatility jobs computed on that complete data; they resume at the minute after the
+        last one decided, but never on a minute that closed more than ``max_candle_age_s``
+        ago (the daemon was down then: no fill at a stale price).
+        """
+        await self.reconcile()
+        if self.minute_events is None:
+            await self._read_windows()
+            return
+        log.info("bot_waiting_for_backfill")
+        await self.minute_events.caught_up.wait()
+        if self.collector is not None and self.collector.symbols_checked:
+            self.symbols = [s for s in self.symbols if s in self.collector.active_symbols]
+        if self.jobs is not None:
+            await self.jobs.startup_jobs()
+        self._held = set((await ledger.positions(self.pool)).keys())
+        newest = await md.newest_closed_ts_many(self.pool, self.watched_symbols())
+        for sym, ts in newest.items():
+            if ts is not None:
+                self.caught_up_to[sym] = ts
+                self.stored[sym] = max(ts, self.stored.get(sym, ts))
+        await self._resume_point(self.clock.now())
+        await self._explain_waiting_exits()
+        await self._read_windows()
+
+    async def _read_windows(self) -> None:
+        """Every candle window read whole now, so the first cycle only tops them up."""
+        await self.windows.load(self.pool, self.watched_symbols(), self.clock.now())
+
+    async def reconcile(self) -> None:
         """Crash-only recovery: the database is the truth; Redis caches are rebuilt from it."""
         await ledger.ensure_account(self.pool, self.app.risk.initial_balance_krw)
         held = await ledger.positions(self.pool)
@@ -214,10 +265,12 @@ class BotService(PeriodicService):
         """
         return self.symbols + sorted(self._held.difference(self.symbols))
 
-    async def load_inputs(self) -> Inputs:
-        now = self.clock.now()
+    async def load_inputs(
+        self, at: datetime | None = None, symbols: list[str] | None = None
+    ) -> Inputs:
+        now = at or self.clock.now()
         started = time.perf_counter()
-        watched = self.watched_symbols()
+        watched = symbols or self.watched_symbols()
         candles = await self.windows.load(self.pool, watched, now)
         self.metrics.db_query_duration.observe(time.perf_counter() - started)
         regimes = await self._regimes(now, watched)
@@ -226,31 +279,47 @@ class BotService(PeriodicService):
         params = [IndicatorParams.for_regime(regimes[s], self.app.regimes) for s in with_data]
         snaps = compute_snapshots([candles[s] for s in with_data], params,
                                   self.app.bot.candle_window)  # fmt: skip
-        return Inputs(now, candles, regimes, high_vol, dict(zip(with_data, snaps, strict=True)))
+        inputs = Inputs(now, candles, regimes, high_vol, dict(zip(with_data, snaps, strict=True)))
+        if len(watched) < len(self.watched_symbols()):  # a late symbol alone: others keep marks
+            inputs.mark_prices = {**self._marks, **inputs.marks}
+        return inputs
 
     # -- the cycle ---------------------------------------------------------------------
 
-    async def run_once(self) -> dict[str, Outcome]:
+    async def run_once(
+        self, at: datetime | None = None, symbols: list[str] | None = None
+    ) -> dict[str, Outcome]:
+        """Decide the newest closed minute at ``at`` (default: now) for ``symbols`` (all)."""
         if self.lock is not None and not await self.lock.check():
             self.state.degraded_reason = self.lock.lost_reason
             log.error("bot_not_trading", reason=self.lock.lost_reason)
             return {}
-        inputs = await self.load_inputs()
+        symbols = symbols or self.watched_symbols()
+        inputs = await self.load_inputs(at, symbols)
         self._marks = inputs.marks
         state = await ledger.load_state(self.pool, self.app, inputs.now, inputs.marks)
         self._held = set(state.positions)
         outcomes: dict[str, Outcome] = {}
-        for sym in [s for s in self.watched_symbols() if s in state.positions]:
+        for sym in [s for s in symbols if s in state.positions]:
             outcomes[sym] = await self._isolated(sym, self._exit(sym, inputs, state))
         state = await ledger.load_state(self.pool, self.app, inputs.now, inputs.marks)
+        paused = await control.entries_paused(self.pool)  # the operator's pause; exits go on
         # A symbol that just exited may enter again on this candle, as in the backtest; this
         # also makes re-running an interrupted cycle give the same result.
-        for sym in [s for s in self.symbols if s not in state.positions]:
+        for sym in [s for s in symbols if s in self.symbols and s not in state.positions]:
+            if paused:
+                outcomes.setdefault(sym, Outcome(sym, "SKIP", "entries_paused",
+                                                 "new entries paused by the operator",
+                                                 inputs.regimes.get(sym, "UNKNOWN")))  # fmt: skip
+                continue
             outcome = await self._isolated(sym, self._entry(sym, inputs, state))
             if outcome.action == "BUY":
                 state = await ledger.load_state(self.pool, self.app, inputs.now, inputs.marks)
             if sym not in outcomes or outcome.action == "BUY":
                 outcomes[sym] = outcome
+        minute = floor_minute(inputs.now) - MINUTE
+        for o in outcomes.values():
+            o.minute = minute
         await self._publish(outcomes, inputs, state)
         self.last_outcomes = outcomes
         return outcomes
@@ -288,6 +357,14 @@ class BotService(PeriodicService):
         candle_ts = candles.last_ts if candles is not None and len(candles) else None
         info = {"regime": regime, "entry_regime": pos.regime, "entry_avg_price": str(pos.avg_price),
                 **(snap.as_dict() if snap else {})}  # fmt: skip
+        if candle_ts is not None and not self._fresh(candles, inputs.now):
+            # After downtime (or a symbol without trades) never a fill at an old price.
+            due = f"{decision.reason} due, " if decision.should_exit else ""
+            age = (inputs.now - candle_ts).total_seconds()
+            return Outcome(sym, "HOLD (POS)", "stale_data",
+                           f"[{pos.regime}] {due}waiting for a candle no older than "
+                           f"{self.app.bot.max_candle_age_s:.0f} s (newest: {age:.0f} s old)",
+                           regime, close, candle_ts, info)  # fmt: skip
         if decision.should_exit and (close is None or candle_ts is None):
             # No stored candle to fill at: never a made-up price, the exit waits for one.
             return Outcome(sym, "HOLD (POS)", "exit_no_price",
@@ -476,6 +553,153 @@ class BotService(PeriodicService):
         finally:
             self._inflight.pop(c.symbol, None)
 
+    # -- minute-driven decisions -------------------------------------------------------
+
+    def _horizon(self, now: datetime) -> datetime:
+        """The oldest minute whose candle closed at most max_candle_age_s ago."""
+        return floor_minute(now - timedelta(seconds=self.app.bot.max_candle_age_s))
+
+    async def _resume_point(self, now: datetime) -> None:
+        """Each symbol continues after its last decided minute, but not before the horizon."""
+        rows = await self.pool.fetch(
+            "SELECT symbol, minute FROM bot_decided_minutes WHERE symbol = ANY($1::text[])",
+            self.watched_symbols(),
+        )
+        done = {r["symbol"]: r["minute"] for r in rows}
+        horizon = self._horizon(now)
+        skipped = {}
+        for sym in self.watched_symbols():
+            last = done.get(sym)
+            self.decided[sym] = max(last, horizon - MINUTE) if last else horizon - MINUTE
+            if last is not None and last < horizon - MINUTE:
+                skipped[sym] = int((horizon - MINUTE - last) / MINUTE)
+        if skipped:
+            log.warning("minutes_not_decided_while_down", minutes=max(skipped.values()),
+                        symbols=len(skipped), reason="the daemon was not running")  # fmt: skip
+        log.info("bot_decisions_start", first_minute=horizon.isoformat(),
+                 symbols=len(self.symbols))  # fmt: skip
+
+    async def _explain_waiting_exits(self) -> None:
+        """A held symbol without a fresh candle: its status says the exit waits, and why."""
+        now = self.clock.now()
+        state = await ledger.load_state(self.pool, self.app, now, {})
+        held = [s for s in self.watched_symbols() if s in state.positions]
+        inputs = await self.load_inputs(now, held) if held else None
+        waiting = {}
+        for sym in held:
+            assert inputs is not None
+            if not self._fresh(inputs.candles.get(sym), now):
+                waiting[sym] = await self._exit(sym, inputs, state)
+        if not waiting:
+            return
+        log.warning("exits_waiting_for_fresh_candles", symbols=sorted(waiting))
+        with contextlib.suppress(*REDIS_ERRORS):
+            for o in waiting.values():
+                payload = json.dumps(self._status(o, state, now), default=str, ensure_ascii=False)
+                await self.redis.set(self.keys.status(o.symbol), payload,
+                                     ex=self.app.bot.status_ttl_s)  # fmt: skip
+
+    def _absorb(self, event: MinuteStored) -> None:
+        sym, minute = event.symbol, event.minute
+        self.stored[sym] = max(minute, self.stored.get(sym, minute))
+        if minute > self.decided.get(sym, minute - MINUTE):
+            self.published.setdefault(sym, set()).add(minute)
+
+    def _ready(self, sym: str, minute: datetime, now: datetime) -> bool:
+        """Is ``minute`` of ``sym`` final? Stored, or (no trades in it) a later one is stored.
+
+        A minute without a row while a later one exists had no trades, or is a gap the
+        collector is still filling (after a reconnect): the latter gets ``late_symbol_s``
+        after the close to arrive.
+        """
+        top = self.stored.get(sym)
+        if top is None or top < minute:
+            return False
+        if minute <= self.caught_up_to.get(sym, minute - MINUTE):
+            return True
+        if minute in self.published.get(sym, ()):
+            return True
+        return now >= minute + MINUTE + timedelta(seconds=self.app.bot.late_symbol_s)
+
+    def next_batch(self, now: datetime) -> tuple[datetime, list[str]] | float | None:
+        """The next minute to decide and its symbols, or seconds to wait, or None (idle).
+
+        Minutes are decided in order, every symbol of a minute together (the backtest's
+        order: exits, then entries). A symbol whose minute is not stored yet holds the
+        others back for at most ``late_symbol_s`` after the close; after that they go
+        on without it and it is decided on its own when its minutes arrive, never skipped.
+        """
+        watched = self.watched_symbols()
+        for sym in watched:  # a symbol newly held (or first seen) starts at the horizon
+            self.decided.setdefault(sym, self._horizon(now) - MINUTE)
+        nxt = {s: self.decided[s] + MINUTE for s in watched}
+        ready = {s: m for s, m in nxt.items() if self._ready(s, m, now)}
+        if not ready:
+            return None
+        minute = min(ready.values())
+        grace = timedelta(seconds=self.app.bot.late_symbol_s)
+        waits = [(m + MINUTE + grace - now).total_seconds() for s, m in nxt.items()
+                 if s not in ready and m <= minute and now < m + MINUTE + grace]  # fmt: skip
+        if waits:
+            return max(0.01, min(waits))
+        return minute, [s for s in watched if ready.get(s) == minute]
+
+    async def decide(self, minute: datetime, symbols: list[str]) -> None:
+        """One minute of these symbols, at the moment the live loop would have seen it."""
+        at = minute + MINUTE + timedelta(seconds=self.offset_s)
+        if self.jobs is not None:
+            await self.jobs.ensure_regime(at)
+        await self.run_once(at, symbols)
+        await self.pool.execute(
+            """INSERT INTO bot_decided_minutes (symbol, minute, decided_at)
+               SELECT unnest($1::text[]), $2, now()
+               ON CONFLICT (symbol) DO UPDATE
+               SET minute = EXCLUDED.minute, decided_at = EXCLUDED.decided_at""",
+            symbols, minute,
+        )  # fmt: skip
+        latency = (self.clock.now() - (minute + MINUTE)).total_seconds()
+        for sym in symbols:
+            gap = int((minute - self.decided[sym]) / MINUTE) - 1
+            if gap > 0:  # cannot happen while minutes are decided in order; counted if it does
+                self.metrics.minutes_missed.inc(gap)
+            self.decided[sym] = minute
+            if sym in self.published:
+                self.published[sym] = {m for m in self.published[sym] if m > minute}
+            self.metrics.decision_latency.observe(latency)
+        self.metrics.minutes_decided.inc(len(symbols))
+
+    async def decide_ready(self) -> float:
+        """Decide every minute that is ready; return how long to wait for more."""
+        assert self._events is not None
+        while True:
+            for event in self._events.drain():
+                self._absorb(event)
+            batch = self.next_batch(self.clock.now())
+            if batch is None:
+                return self.IDLE_S
+            if isinstance(batch, float):
+                return min(batch, self.IDLE_S)
+            minute, symbols = batch
+            if not await self.cycle(functools.partial(self.decide, minute, symbols)):
+                return self.RETRY_S  # nothing was marked decided: the same minute again
+
+    IDLE_S = 1.0
+    RETRY_S = 2.0
+
+    async def _run_on_events(self, stop: asyncio.Event) -> None:
+        assert self._events is not None
+        self.state.running = True
+        try:
+            if not stop.is_set():
+                await self.startup()
+            while not stop.is_set():
+                wait_s = await self.decide_ready()
+                self.state.last_cycle = self.clock.now()  # the loop is alive
+                with contextlib.suppress(TimeoutError):
+                    self._absorb(await asyncio.wait_for(self._events.get(), timeout=wait_s))
+        finally:
+            self.state.running = False
+
     async def drain(self, timeout_s: float) -> None:
         """Let in-flight AI reviews finish within the shutdown budget, then cancel them."""
         tasks = list(self._inflight.values())
@@ -488,7 +712,10 @@ class BotService(PeriodicService):
 
     async def run(self, stop: asyncio.Event) -> None:
         try:
-            await super().run(stop)
+            if self._events is not None:
+                await self._run_on_events(stop)
+            else:
+                await super().run(stop)
         finally:
             await self.drain(self.app.bot.drain_budget_s / 2)
 
@@ -505,6 +732,7 @@ class BotService(PeriodicService):
             reason_code=o.reason_code,
             reason=o.reason.split("\n")[0][:200],
             price=o.price,
+            minute=o.minute.isoformat() if o.minute else None,
         )
 
     def _status(self, o: Outcome, state: ledger.LedgerState, now: datetime) -> dict[str, Any]:
@@ -577,10 +805,14 @@ def _status_indicators(snap: IndicatorSnapshot) -> dict[str, Any]:
 def bot_factory(deps: Any) -> list[BotService]:
     from coinpilot.services.agent import build_ai_step
 
+    jobs = deps.extras.get("scheduler")
+    if jobs is not None:
+        jobs.defer_startup_jobs = True  # after the backfill, see BotService.startup
     bot = BotService(
         settings=deps.settings, pool=deps.pool, redis=deps.redis, keys=deps.keys,
         clock=deps.clock, health=deps.health, metrics=deps.metrics,
-        ai=build_ai_step(deps), lock=getattr(deps, "lock", None),
+        ai=build_ai_step(deps), events=deps.minute_events,
+        collector=deps.extras.get("collector"), jobs=jobs, lock=getattr(deps, "lock", None),
     )  # fmt: skip
     deps.extras["bot"] = bot
     return [bot]

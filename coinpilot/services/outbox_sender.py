@@ -8,10 +8,17 @@ Delivery guarantees:
   webhooks have no idempotency key.
 - 429: ``retry_after`` (body, else ``Retry-After``) blocks that route, or every route when
   the limit is global; the row waits without losing an attempt.
-- Other failures back off exponentially with jitter; after ``notify.max_attempts`` the row
-  is marked 'failed' and kept. 400 (a payload Discord will never accept) fails at once.
+- Other failures back off exponentially with jitter (capped at ``notify.backoff_max_s``), for
+  as long as the row is younger than ``notify.max_age_h``: an outage of hours loses nothing.
+  Then the row is marked 'failed', kept and counted (outcome "expired"). 400 (a payload
+  Discord will never accept) fails at once.
+- Messages go out with ``?wait=true``: Discord answers with the message id, stored with the
+  row. Once the request is sent we wait ``notify.reply_timeout_s`` for that answer, so a slow
+  reply is not taken for a failure and posted again (the connect timeout stays short).
 - 404 / 401 mean the webhook is gone: the route is disabled (logged once, remembered in
-  notify_disabled_routes across restarts), rows for it are marked 'disabled' and kept.
+  notify_disabled_routes across restarts), rows for it are marked 'disabled' and kept, and
+  so are rows of kinds with no webhook. At start-up, rows 'disabled' younger than
+  ``notify.max_age_h`` whose kind now has a working webhook are queued again.
 Webhook URLs are secrets: logs name a route by a short hash, never by its URL.
 """
 
@@ -66,6 +73,7 @@ class Outcome:
     global_limit: bool = False
     reset_after_s: float | None = None
     error: str = ""
+    message_id: str | None = None
 
 
 def route_label(url: str) -> str:
@@ -83,8 +91,18 @@ async def read_outcome(resp: aiohttp.ClientResponse) -> Outcome:
     reset = _float(resp.headers.get("X-RateLimit-Reset-After"))
     if resp.headers.get("X-RateLimit-Remaining") != "0":
         reset = None
+    if 200 <= resp.status < 300:
+        message_id = None
+        if resp.status == 200:
+            try:
+                message = await resp.json(content_type=None)
+            except ValueError:
+                message = None
+            if isinstance(message, dict) and message.get("id") is not None:
+                message_id = str(message["id"])
+        return Outcome(resp.status, reset_after_s=reset, message_id=message_id)
     if resp.status != 429:
-        text = "" if resp.status < 300 else (await resp.text())[:200]
+        text = (await resp.text())[:200]
         return Outcome(resp.status, reset_after_s=reset, error=text)
     try:
         body = await resp.json(content_type=None)
@@ -124,7 +142,7 @@ class OutboxSender(PeriodicService):
 
     @property
     def max_silence_s(self) -> float:
-        return max(3 * self.interval_s + 3 * self.cfg.timeout_s, 180.0)
+        return max(3 * self.interval_s + 3 * self.cfg.timeout_s + self.cfg.reply_timeout_s, 180.0)
 
     def url_for(self, kind: str) -> str | None:
         if not self.cfg.enabled:
@@ -164,7 +182,9 @@ class OutboxSender(PeriodicService):
         now = self.clock.now()
         if self.global_until is not None and self.global_until > now:
             return None
-        lease = now + timedelta(seconds=self.cfg.timeout_s + LEASE_MARGIN_S)
+        lease = now + timedelta(
+            seconds=self.cfg.timeout_s + self.cfg.reply_timeout_s + LEASE_MARGIN_S
+        )
         return await self.pool.fetchrow(CLAIM_SQL, now, self._blocked_kinds(now), lease)
 
     async def deliver(self, row: asyncpg.Record) -> int:
@@ -178,6 +198,7 @@ class OutboxSender(PeriodicService):
             if url is None and kind not in self._unrouted_logged:
                 self._unrouted_logged.add(kind)
                 log.warning("notify_unrouted", kind=kind, reason=reason)
+            self.metrics.notifications.labels(kind=kind, outcome="disabled").inc()
             await self._finish(row, "disabled", reason)
             return 0
         outcome = await self._post(url, row)
@@ -193,11 +214,24 @@ class OutboxSender(PeriodicService):
             footer=f"coinpilot · #{row['id']}",
             timestamp=row["created_at"].isoformat(),
         )
-        timeout = aiohttp.ClientTimeout(total=self.cfg.timeout_s)
+        # Short to connect (nothing sent yet: retrying is safe), long for the answer.
+        timeout = aiohttp.ClientTimeout(
+            total=None,
+            connect=self.cfg.timeout_s,
+            sock_connect=self.cfg.timeout_s,
+            sock_read=self.cfg.reply_timeout_s,
+        )
         sep = "&" if "?" in url else "?"
         try:
             async with self.http.post(f"{url}{sep}wait=true", json=body, timeout=timeout) as r:
                 return await read_outcome(r)
+        except aiohttp.ServerTimeoutError as exc:
+            if isinstance(exc, aiohttp.ConnectionTimeoutError):
+                return Outcome(0, error="connect timeout")
+            # Sent, but no answer in reply_timeout_s: Discord may have it. Retrying may repeat
+            # the message; not retrying may lose it. Never lose: retry, and say so.
+            log.warning("notify_reply_timeout", kind=row["kind"], outbox_id=row["id"])
+            return Outcome(0, error="no reply within notify.reply_timeout_s")
         except (aiohttp.ClientError, TimeoutError) as exc:
             return Outcome(0, error=type(exc).__name__)
 
@@ -206,9 +240,15 @@ class OutboxSender(PeriodicService):
         if out.reset_after_s is not None:
             route.blocked_until = now + timedelta(seconds=out.reset_after_s)
         if 200 <= out.status < 300:
-            await self._finish(row, "sent", None)
+            await self._finish(row, "sent", None, out.message_id)
             self.metrics.notifications.labels(kind=kind, outcome="sent").inc()
-            log.info("notify_sent", kind=kind, outbox_id=row["id"], route=route.label)
+            log.info(
+                "notify_sent",
+                kind=kind,
+                outbox_id=row["id"],
+                route=route.label,
+                message_id=out.message_id,
+            )
             return 1
         self.metrics.notifications.labels(
             kind=kind, outcome=OUTCOMES.get(out.status, "error")
@@ -271,20 +311,26 @@ class OutboxSender(PeriodicService):
         )
 
     def backoff_s(self, attempts: int) -> float:
-        return self.cfg.backoff_base_s * 2 ** (attempts - 1) * (0.5 + self.rng.random())
+        """base x 2^(n-1), at most backoff_max_s, times a jitter factor in [0.5, 1.5)."""
+        step = min(self.cfg.backoff_base_s * 2.0 ** min(attempts - 1, 60), self.cfg.backoff_max_s)
+        return step * (0.5 + self.rng.random())
 
     async def _retry_or_fail(self, row: asyncpg.Record, now: datetime, out: Outcome) -> None:
         error = f"HTTP {out.status}: {out.error}" if out.status else out.error
         self.metrics.dependency_error("discord", "http" if out.status else "transport")
-        if row["attempts"] >= self.cfg.max_attempts:
+        max_age = timedelta(hours=self.cfg.max_age_h)
+        if now - row["created_at"] >= max_age:
             log.error(
                 "notify_failed",
                 kind=row["kind"],
                 outbox_id=row["id"],
                 attempts=row["attempts"],
                 error=error,
+                reason="notify.max_age_h",
             )
-            await self._finish(row, "failed", error)
+            self.metrics.notifications.labels(kind=row["kind"], outcome="expired").inc()
+            given_up = f"given up after notify.max_age_h ({self.cfg.max_age_h:g} h): {error}"
+            await self._finish(row, "failed", given_up)
             return
         delay = self.backoff_s(row["attempts"])
         log.warning(
@@ -302,18 +348,45 @@ class OutboxSender(PeriodicService):
             error[:500],
         )
 
-    async def _finish(self, row: asyncpg.Record, status: str, error: str | None) -> None:
+    async def _finish(
+        self, row: asyncpg.Record, status: str, error: str | None, message_id: str | None = None
+    ) -> None:
         await self.pool.execute(
-            "UPDATE outbox SET status = $2::text, last_error = $3, "
+            "UPDATE outbox SET status = $2::text, last_error = $3, discord_message_id = $5, "
             "sent_at = CASE WHEN $2::text = 'sent' THEN $4 ELSE sent_at END WHERE id = $1",
             row["id"],
             status,
             error[:500] if error else None,
             self.clock.now(),
+            message_id,
         )
+
+    async def requeue_disabled(self) -> int:
+        """Rows kept 'disabled' (dead or missing webhook) whose kind has a working webhook now
+        (the configuration changed): queue them again while they are young enough."""
+        kinds = [
+            kind
+            for kind in KINDS
+            if (url := self.url_for(kind)) is not None and not self.route(url).disabled
+        ]
+        if not kinds:
+            return 0
+        now = self.clock.now()
+        result = await self.pool.execute(
+            "UPDATE outbox SET status = 'pending', next_attempt_at = $1, last_error = NULL "
+            "WHERE status = 'disabled' AND kind = ANY($2::text[]) AND created_at >= $3",
+            now,
+            kinds,
+            now - timedelta(hours=self.cfg.max_age_h),
+        )
+        count = int(result.rsplit(" ", 1)[-1])
+        if count:
+            log.info("notify_requeued", rows=count, kinds=kinds)
+        return count
 
     async def startup(self) -> None:
         await self.load_disabled_routes()
+        await self.requeue_disabled()
         await notify_system(self.pool, "start", "CoinPilot daemon started")
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -129,6 +129,11 @@ class JobScheduler:
         self.scheduler: AsyncIOScheduler | None = None
         self.inflight: set[asyncio.Task[Any]] = set()
         self.last_status: dict[str, str] = {}
+        # When the bot decides on stored minutes it runs the start-up jobs itself, after the
+        # catch-up backfill, and asks for each hour's regime before the minutes that need it.
+        self.defer_startup_jobs = False
+        self.regime_ran_at: datetime | None = None
+        self._regime_lock = asyncio.Lock()
 
     @property
     def max_silence_s(self) -> float:
@@ -154,7 +159,47 @@ class JobScheduler:
             ),
         }
 
+    def regime_due(self, at: datetime) -> datetime:
+        """The newest scheduled regime run at or before ``at``."""
+        minute = self.ctx.settings.app.schedules.regime_minute
+        due = at.astimezone(UTC).replace(minute=minute, second=0, microsecond=0)
+        return due if due <= at else due - timedelta(hours=1)
+
+    async def ensure_regime(self, at: datetime) -> None:
+        """Run the regime job unless it already ran at or after its last schedule before ``at``.
+
+        Both the hourly trigger and the bot call this, so a minute decided just after the
+        schedule sees the new regime no matter which of the two gets there first, and the
+        job runs once per hour either way.
+        """
+        due = self.regime_due(at)
+        if self.regime_ran_at is not None and self.regime_ran_at >= due:
+            return
+        async with self._regime_lock:
+            if self.regime_ran_at is None or self.regime_ran_at < due:
+                await self.fire("regime")
+
+    async def startup_jobs(self) -> None:
+        """Regime and (when some symbol has no published state) volatility, on complete data."""
+        async with self._regime_lock:
+            await self.fire("regime")
+        if "volatility" not in self.jobs:
+            return
+        trigger, grace = self.triggers()["volatility"]
+        if await missing_state(self.ctx) or await self.missed_while_down(
+            "volatility", trigger, grace
+        ):
+            await self.fire("volatility")
+
+    async def _scheduled(self, name: str) -> str | None:
+        if name == "regime":
+            await self.ensure_regime(self.clock.now())
+            return self.last_status.get(name)
+        return await self.fire(name)
+
     async def fire(self, name: str) -> str:
+        if name == "regime":
+            self.regime_ran_at = self.clock.now()
         task = asyncio.current_task()
         if task is not None:
             self.inflight.add(task)
@@ -199,11 +244,18 @@ class JobScheduler:
 
     async def build(self) -> AsyncIOScheduler:
         scheduler = AsyncIOScheduler(timezone=UTC)
-        run_now = {"regime"}
-        if await missing_state(self.ctx):
-            run_now.add("volatility")
+        run_now: set[str] = set()
+        if not self.defer_startup_jobs:
+            run_now.add("regime")
+            if await missing_state(self.ctx):
+                run_now.add("volatility")
         for name, (trigger, grace) in self.triggers().items():
-            if name not in run_now and await self.missed_while_down(name, trigger, grace):
+            deferred = self.defer_startup_jobs and name in ("regime", "volatility")
+            if (
+                name not in run_now
+                and not deferred
+                and await self.missed_while_down(name, trigger, grace)
+            ):
                 log.info("job_catch_up", job=name, reason="missed while the daemon was down")
                 run_now.add(name)
             if name not in self.jobs:
@@ -212,7 +264,7 @@ class JobScheduler:
             if name in run_now:
                 extra["next_run_time"] = datetime.now(UTC)
             scheduler.add_job(
-                self.fire,
+                self._scheduled,
                 trigger,
                 args=[name],
                 id=name,
@@ -259,9 +311,11 @@ def job_context(deps: Deps) -> JobContext:
 
 
 def scheduler_factory(deps: Deps) -> list[Any]:
-    return [
-        JobScheduler(job_context(deps), clock=deps.clock, health=deps.health, metrics=deps.metrics)
-    ]
+    scheduler = JobScheduler(
+        job_context(deps), clock=deps.clock, health=deps.health, metrics=deps.metrics
+    )
+    deps.extras["scheduler"] = scheduler  # the bot runs the start-up jobs through it
+    return [scheduler]
 
 
 def outbox_sender_factory(deps: Deps) -> list[Any]:

@@ -16,7 +16,9 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import structlog
 
+from coinpilot.adapters import ledger
 from coinpilot.adapters.cache import REDIS_ERRORS
+from coinpilot.services import control
 from coinpilot.web import queries as q
 from coinpilot.web.series import bollinger, moving_average, regime_spans
 
@@ -304,11 +306,13 @@ async def system(deps: Deps) -> dict[str, Any]:
             latest = await q.latest_candles(conn, symbols)
             jobs = await q.job_runs(conn)
             outbox: dict[str, Any] | None = await q.outbox_state(conn)
+            controls: dict[str, Any] | None = vars(await control.state(conn))
+            held = sorted(await ledger.positions(conn))
     except DB_ERRORS as exc:
         # The System page is where an operator looks when the database is down: still render.
         deps.metrics.dependency_error("postgres", "dashboard_read")
         log.warning("dashboard_query_failed", path="system", error=type(exc).__name__)
-        latest, jobs, outbox = {}, [], None
+        latest, jobs, outbox, controls, held = {}, [], None, None, []
     candles = []
     for s in symbols:
         ts = latest.get(s, {}).get("ts")
@@ -321,6 +325,8 @@ async def system(deps: Deps) -> dict[str, Any]:
         "candles": candles,
         "jobs": jobs,
         "outbox": outbox,
+        "control": controls,
+        "positions": held,
         "ai": {
             "mode": deps.settings.ai_mode,
             "model": deps.settings.model_id,

@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from coinpilot.config import Settings
-from coinpilot.web import tables
+from coinpilot.web import controls, tables
 from coinpilot.web.tables import esc
 
 NAV = (
@@ -251,6 +251,7 @@ def system(p: dict[str, Any], ctx: Ctx) -> str:
         + section("Scheduled jobs", tables.jobs(p["jobs"], tz))
         + section("Notifications", tables.outbox(p["outbox"], tz) if p["outbox"] else "")
         + section("AI guardrails", tables.guardrails(p["ai"]["guardrails"]))
+        + section("Controls", controls.panel(p.get("control"), p.get("positions", [])))
     )
     return layout("System", "/system", body, ctx)
 

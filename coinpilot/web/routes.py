@@ -15,7 +15,7 @@ from uuid import UUID
 import structlog
 from aiohttp import web
 
-from coinpilot.web import api, pages
+from coinpilot.web import api, controls, pages
 from coinpilot.web import queries as q
 from coinpilot.web.auth import auth_middleware, login_handler, require_token_when_exposed
 
@@ -220,6 +220,7 @@ def install(deps: Deps) -> Callable[[web.Application], None]:
             ("/system", _system, pages.system),
         ):
             r.add_get(path, _page_route(view, render, deps, slots))
+        controls.install(app, deps)
         r.add_static("/static/", STATIC_DIR, append_version=False)
         r.add_get("/favicon.ico", _favicon)
 

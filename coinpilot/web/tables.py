@@ -9,6 +9,8 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from coinpilot.domain import money_format
+
 
 def esc(value: Any) -> str:
     return html.escape("" if value is None else str(value), quote=True)
@@ -28,26 +30,23 @@ def when(ts: datetime | str | None, tz: ZoneInfo) -> str:
 
 
 def krw(value: Decimal | float | None) -> str:
-    return "—" if value is None else f"{Decimal(str(value)):,.0f}"
+    return money_format.won(value)
 
 
 def signed(value: Decimal | None) -> str:
-    return "—" if value is None else f"{value:+,.0f}"
+    return money_format.won(value, sign=True)
 
 
 def price(value: Any) -> str:
-    if value is None:
-        return "—"
-    v = Decimal(str(value))
-    return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:,.4f}".rstrip("0").rstrip(".")
+    return money_format.price(value)
 
 
 def pct(value: Any) -> str:
-    return "—" if value is None else f"{Decimal(str(value)):+.2f}%"
+    return money_format.percent(value, sign=True)
 
 
 def qty(value: Any) -> str:
-    return "—" if value is None else f"{Decimal(str(value)).normalize():f}"
+    return money_format.quantity(value)
 
 
 def json_for_script(payload: Any) -> str:

@@ -28,9 +28,11 @@ every Models API call; ``max_in_flight`` is the most requests ever held at once.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import itertools
 import json
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -357,6 +359,15 @@ class FakeAnthropic:
                 raise ApiError(400, "invalid_request_error", SAMPLING_MESSAGE.format(name=name))
         _check_thinking(spec, body.get("thinking"))
         config = body.get("output_config") or {}
+        kind = (body.get("thinking") or {}).get("type")
+        if (
+            spec.effort
+            and kind in ("between_tools", "disabled")
+            and config.get("effort") in ("xhigh", "max")
+        ):  # §9.A.4: thinking off only at effort high or lower (wording not published)
+            raise ApiError(
+                400, "invalid_request_error", f'thinking.type "{kind}" needs effort high or lower'
+            )
         if "effort" in config and not spec.effort:
             raise ApiError(400, "invalid_request_error", EFFORT_MESSAGE)
         choice = (body.get("tool_choice") or {}).get("type")
@@ -493,3 +504,37 @@ def _error(
         err["details"] = {"error_code": error_code}
     body = {"type": "error", "error": err, "request_id": rid}
     return web.json_response(body, status=status, headers={"request-id": rid, **(headers or {})})
+
+
+async def serve(port: int, today: date | None) -> None:
+    fake = FakeAnthropic(today=today)
+    app = web.Application()
+    app.router.add_post("/v1/messages", fake._messages)
+    app.router.add_get("/v1/models/{model_id}", fake._model)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    print(f"fake Anthropic API on http://127.0.0.1:{port} (today {fake._today()})", flush=True)
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        last = fake.requests[-1].body if fake.requests else None
+        print(json.dumps({"requests": fake.count, "lookups": fake.lookups, "last": last}))
+        await runner.cleanup()
+
+
+def main() -> None:
+    """``python -m tests.fakes.anthropic --port 8766 [--today 2026-12-01]``: try the daemon or
+    ``coinpilot ai-review`` against today's contract without a key or a network."""
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--port", type=int, default=8766)
+    parser.add_argument("--today", type=date.fromisoformat, default=None)
+    args = parser.parse_args()
+    asyncio.run(serve(args.port, args.today))
+
+
+if __name__ == "__main__":
+    main()

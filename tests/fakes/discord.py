@@ -5,7 +5,8 @@ Routes ``POST /api/webhooks/{id}/{token}`` (and ``/api/v10/...``). Known webhook
 Every Discord embed limit is enforced with 400 code 50035 (50006 for an empty message).
 Failures are scripted per webhook: ``fail_next(hook, 429, retry_after=2.0, global_=False)``,
 ``fail_next(hook, 500)`` or ``stall_next(hook)`` (hold the request until ``release`` is
-set, then answer 503: nothing delivered).
+set, then answer 503: nothing delivered) or ``slow_next(hook, delay_s)`` (accept the message,
+answer only after ``delay_s``).
 ``delivered`` records each accepted payload with its arrival time; ``requests`` records
 every request, accepted or not.
 
@@ -53,6 +54,7 @@ class Script:
     retry_after: float = 0.0
     global_: bool = False
     stall: bool = False
+    delay_s: float = 0.0
 
 
 def _len(value: Any) -> int:
@@ -105,6 +107,8 @@ class FakeDiscord:
     bucket_exhausted: bool = False
     # monotonic time before which a webhook (or, under "*", every webhook) answers 429
     blocked_until: dict[str, float] = field(default_factory=dict)
+    # Ids of the messages created (wait=true), in order.
+    message_ids: list[str] = field(default_factory=list)
 
     def add_hook(self, hook_id: str = "111", token: str = "tok") -> str:
         """Register a webhook; returns its full URL."""
@@ -126,6 +130,10 @@ class FakeDiscord:
 
     def stall_next(self, url: str) -> None:
         self.scripts.setdefault(self._key(url), []).append(Script(0, stall=True))
+
+    def slow_next(self, url: str, delay_s: float) -> None:
+        """Accept the next message at once, but answer only after ``delay_s``."""
+        self.scripts.setdefault(self._key(url), []).append(Script(200, delay_s=delay_s))
 
     @property
     def delivered(self) -> list[Received]:
@@ -165,6 +173,9 @@ class FakeDiscord:
             self.stalled.set()
             await self.release.wait()
             return self._record(key, 0, body, arrived, wait, web.Response(status=503))
+        delay = 0.0
+        if script is not None and script.delay_s:
+            delay, script = script.delay_s, None  # delivered below; only the answer is late
         if script is not None:
             if script.status == 429:
                 self.blocked_until["*" if script.global_ else key] = arrived + script.retry_after
@@ -180,11 +191,13 @@ class FakeDiscord:
                 wait,
                 web.json_response({"code": code, "message": message}, status=400),
             )
+        message = self._message(key, body)
+        self.message_ids.append(message["id"])
+        if delay:
+            await asyncio.sleep(delay)
         if not wait:
             return self._record(key, 204, body, arrived, wait, web.Response(status=204))
-        return self._record(
-            key, 200, body, arrived, wait, web.json_response(self._message(key, body))
-        )
+        return self._record(key, 200, body, arrived, wait, web.json_response(message))
 
     def _record(
         self, key: str, status: int, body: Any, at: float, wait: bool, response: web.StreamResponse

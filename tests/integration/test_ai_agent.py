@@ -310,11 +310,13 @@ async def test_five_errors_in_a_row_block_globally_for_30_minutes(
     assert fake.count == 5
 
 
+@pytest.mark.parametrize("reply", [fk.low_credit, fk.spend_limit])
 async def test_low_credit_blocks_globally_for_an_hour(
-    build: Any, fake: Any, pool: Any, redis: Any, keys: Any
+    build: Any, fake: Any, pool: Any, redis: Any, keys: Any, reply: Any
 ) -> None:
-    """A 400 credit-balance error sets a 3,600 s global block without touching the error streak."""
-    fake.script(fk.low_credit())
+    """A 400 credit-balance error, or the 429 spend cap (error.details.error_code), sets a
+    3,600 s global block without a retry and without touching the error streak."""
+    fake.script(reply())
     step, _ = build()
     verdict = await step.review(candidate())
     assert verdict.reason_code == "low_credit"

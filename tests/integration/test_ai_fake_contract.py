@@ -288,3 +288,21 @@ async def test_a_non_json_200_reaches_the_client_as_text(client: Any, fake: Any)
     got = await create(client, "claude-haiku-5-5", output_config=fmt())
     assert isinstance(got, str)
     assert "502 Bad Gateway" in got
+
+
+@pytest.mark.parametrize(
+    ("model", "thinking"),
+    [("claude-sonnet-5-5", "between_tools"), ("claude-haiku-5-5", "disabled")],
+)
+async def test_thinking_off_needs_effort_high_or_lower(
+    client: Any, model: str, thinking: str
+) -> None:
+    """Turning thinking off is refused at effort xhigh/max, accepted at low."""
+    with pytest.raises(anthropic.BadRequestError, match="effort high or lower"):
+        await create(
+            client, model, thinking={"type": thinking}, output_config={**fmt(), "effort": "max"}
+        )
+    msg = await create(
+        client, model, thinking={"type": thinking}, output_config={**fmt(), "effort": "low"}
+    )
+    assert [b.type for b in msg.content] == ["text"]

@@ -19,6 +19,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import date, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
@@ -30,7 +31,9 @@ from coinpilot.services.agent import AgentRunner, build_ai_step
 from tests.fakes import anthropic as fk
 from tests.integration.ai_support import CANDLE_TS, candidate, deps_for, insert_minutes, minute_rows
 from tests.integration.ops_support import free_port
+from tests.integration.replay_data import BASE, aligned_rows
 from tests.integration.test_promtool import RULES, _promtool, needs_promtool
+from tests.replay import Replay
 
 ROOT = Path(__file__).resolve().parents[2]
 RETIRED_DAY = date(2026, 12, 1)
@@ -94,7 +97,7 @@ async def test_retired_model_at_start_up_stops_the_ai_step(
     assert gauge(deps) == 1
     assert fake.lookups == ["claude-sonnet-4-5"]
     assert fake.count == 0
-    assert [(v.approved, v.reason_code) for v in verdicts] == [(False, "ai_unavailable")] * 3
+    assert [(v.approved, v.reason_code) for v in verdicts] == [(False, "unavailable")] * 3
     assert "ai.models.prod = claude-sonnet-4-5" in verdicts[0].reasoning
     rows = await system_rows(pool)
     assert len(rows) == 1
@@ -124,7 +127,7 @@ async def test_unknown_model_is_named_too(build: Any, fake: Any) -> None:
     assert line["model"] == "claude-sonnet-9"
     assert "unknown" in line["message"]
     assert gauge(deps) == 1
-    assert (await step.review(candidate())).reason_code == "ai_unavailable"
+    assert (await step.review(candidate())).reason_code == "unavailable"
 
 
 async def test_deprecated_model_warns_and_keeps_working(build: Any, fake: Any) -> None:
@@ -136,6 +139,23 @@ async def test_deprecated_model_warns_and_keeps_working(build: Any, fake: Any) -
     assert line["retires_at"].startswith("2026-11-30")
     assert gauge(deps) == 0
     assert (await step.review(candidate())).approved
+
+
+async def test_an_unreachable_models_api_only_warns(
+    make_settings: Callable[..., Any], pool: Any, redis: Any, keys: Any
+) -> None:
+    """A lookup that fails for a transient reason does not stop the step (requests will tell)."""
+    env = {"ANTHROPIC_API_KEY": "sk-test", "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{free_port()}"}
+    deps = deps_for(make_settings(env=env), pool, redis, keys)
+    with structlog.testing.capture_logs() as logs:
+        step = build_ai_step(deps)
+        assert isinstance(step, AgentRunner)
+        assert step._check is not None
+        await step._check
+    (line,) = [e for e in logs if e["event"] == "ai_model_check_failed"]
+    assert line["code"] == "connection_error"
+    assert step.unavailable is None
+    assert gauge(deps) == 0
 
 
 async def test_retirement_at_run_time_is_a_configuration_error_not_a_streak(
@@ -152,7 +172,7 @@ async def test_retirement_at_run_time_is_a_configuration_error_not_a_streak(
     assert (first.approved, first.reason_code) == (False, "config_error")
     assert "not_found_error" in first.reasoning
     assert len(fake.rejected) == 1  # one request reached the API, none after
-    assert {v.reason_code for v in later} == {"ai_unavailable"}
+    assert {v.reason_code for v in later} == {"unavailable"}
     assert [e["event"] for e in logs].count("ai_misconfigured") == 1
     assert gauge(deps) == 1
     assert len(await system_rows(pool)) == 1
@@ -173,6 +193,48 @@ async def test_a_refused_setting_is_a_configuration_error(build: Any, fake: Any)
     assert "effort" in verdict.reasoning
     assert gauge(deps) == 1
     assert len(fake.rejected) == 1
+
+
+@pytest.mark.parametrize(("fallback", "bought"), [("reject", False), ("rules_only", True)])
+async def test_the_bot_follows_on_unavailable(
+    pool: Any,
+    redis: Any,
+    keys: Any,
+    data_dir: Path,
+    make_settings: Callable[..., Any],
+    fake: Any,
+    fallback: str,
+    bought: bool,
+) -> None:
+    """A replay of real candles with the retired model: rules_only buys, reject does not,
+    and the model is never asked."""  # fmt: skip
+    symbols = ["KRW-AVAX", "KRW-BTC"]
+    env = {"ANTHROPIC_API_KEY": "sk-test", "ANTHROPIC_BASE_URL": fake.base_url,
+           "LLM_MODE": "prod"}  # fmt: skip
+    ai = {"models": {"dev": "claude-haiku-5-5", "prod": "claude-sonnet-4-5"},
+          "on_unavailable": fallback}  # fmt: skip
+    settings = make_settings(env=env, symbols=symbols, ai=ai)
+    start = BASE + timedelta(days=9, hours=1, minutes=10)  # MA200 needs 200 hours first
+    rp = Replay(settings, pool, redis, keys, aligned_rows(data_dir, symbols), start)
+    rp.ai = build_ai_step(
+        SimpleNamespace(settings=settings, pool=pool, redis=redis, keys=keys, clock=rp.clock,
+                        metrics=rp.metrics, extras={})
+    )  # fmt: skip
+    async with rp:
+        await rp.preload(start)
+        await rp.run_until(start + timedelta(hours=2))
+        assert rp.bot is not None
+        await rp.bot.drain(30)
+    buys = await pool.fetchval("SELECT count(*) FROM trading_history WHERE side = 'BUY'")
+    assert (buys > 0) is bought
+    reasons = await pool.fetchval("SELECT count(*) FROM agent_decisions")
+    assert (reasons, fake.count, fake.lookups) == (0, 0, ["claude-sonnet-4-5"])
+    assert rp.metrics.registry.get_sample_value(
+        "coinpilot_ai_decisions_total",
+        {"outcome": "approved" if bought else "rejected",
+         "reason": "rules_only" if bought else "unavailable"},
+    )  # fmt: skip
+    assert await redis.get(keys.ai_global_block()) is None
 
 
 @needs_promtool

@@ -478,3 +478,57 @@ async def test_status_command_writes_nothing(
     assert await asyncio.to_thread(status_cmd.main, args, settings) == 0
     assert "equity" in capsys.readouterr().out
     assert await pool.fetchval("SELECT count(*) FROM daily_risk_state") == before == 0
+
+
+class PastMidnightAi:
+    """An inline AI step so slow that it answers just after the next KST midnight."""
+
+    inline = True
+
+    def __init__(self) -> None:
+        self.clock: Any = None
+        self.asked: list[EntryCandidate] = []
+
+    async def review(self, candidate: EntryCandidate) -> AiVerdict:
+        from zoneinfo import ZoneInfo
+
+        self.asked.append(candidate)
+        local = self.clock.now().astimezone(ZoneInfo("Asia/Seoul"))
+        midnight = (local + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+        self.clock.set(midnight + timedelta(seconds=5))
+        return AiVerdict(approved=True, reason_code="approved", reasoning="slow but fine")
+
+
+async def test_a_decision_answered_after_kst_midnight_counts_on_its_own_day(
+    pool: asyncpg.Pool,
+    redis: aioredis.Redis,
+    keys: Keys,
+    data_dir: Path,
+    make_settings: Callable[..., Settings],
+) -> None:
+    """One clock reading per decision: the BUY decided on day D is D's; D+1 opens at equity."""
+    settings = make_settings(symbols=AVAX)
+    rows = aligned_rows(data_dir, AVAX)
+    start, ai = DAY + timedelta(hours=1, minutes=10), PastMidnightAi()
+    async with Replay(settings, pool, redis, keys, rows, start, ai=ai) as rp:
+        ai.clock = rp.clock
+        await rp.preload(start)
+        assert rp.bot is not None
+        while not ai.asked:
+            assert rp.clock.now() < start + timedelta(minutes=15), "no candidate appeared"
+            await asyncio.wait_for(rp.step(), timeout=60)
+        decided = ai.asked[0].candle_ts + timedelta(minutes=1)
+        await rp.bot.run_once()  # the first cycle of the new KST day
+    buy = await pool.fetchrow("SELECT * FROM trading_history WHERE side = 'BUY'")
+    assert buy is not None
+    days = {r["trade_date"]: r for r in await pool.fetch("SELECT * FROM daily_risk_state")}
+    day_d, day_next = sorted(days)
+    assert days[day_d]["buy_count"] == 1
+    assert days[day_next]["buy_count"] == 0
+    assert buy["executed_at"] < decided + timedelta(minutes=1)
+    # D+1 opens at the equity then: cash after the BUY plus the coin at its newest close.
+    last_close = await pool.fetchval(
+        "SELECT close_price FROM market_data WHERE symbol = 'KRW-AVAX' ORDER BY ts DESC LIMIT 1"
+    )
+    cash = Decimal(10_000_000) - buy["price"] * buy["quantity"] - buy["fee"]
+    assert days[day_next]["opening_equity"] == cash + buy["quantity"] * last_close

@@ -22,7 +22,7 @@ from coinpilot.observability import Health, Metrics
 from coinpilot.services.outbox_sender import OutboxSender, outbox_summary
 from tests.fakes.discord import FakeDiscord, start_fake_discord
 
-QUICK = {"poll_interval_s": 0.1, "backoff_base_s": 0.0, "timeout_s": 1.0, "max_attempts": 3}
+QUICK = {"poll_interval_s": 0.1, "backoff_base_s": 0.0, "timeout_s": 1.0, "reply_timeout_s": 5.0}
 
 
 @pytest.fixture
@@ -157,36 +157,88 @@ async def test_global_429_pauses_every_route(
     assert discord.delivered[0].at - discord.requests[0].at >= 0.5
 
 
-async def test_server_errors_stop_after_max_attempts_and_row_is_kept(
+async def test_an_outage_of_server_errors_loses_nothing(
     pool: asyncpg.Pool,
     discord: FakeDiscord,
     http: aiohttp.ClientSession,
     make_settings: Callable[..., Settings],
 ) -> None:
-    """Repeated 500s are retried max_attempts times, then the row is marked failed and kept."""
+    """Twenty rows through 30 HTTP 500s: retried (no attempt cap) until each is delivered."""
     url = discord.add_hook()
-    discord.fail_next(url, 500, times=10)
+    discord.fail_next(url, 500, times=30)
     settings = make_settings(env={"COINPILOT_DISCORD_WEBHOOK_URL": url}, notify=QUICK)
-    row = await enqueue(pool, "risk", {"type": "DAILY_LOSS"})
+    ids = [await enqueue(pool, "trade", {"n": i}) for i in range(20)]
     await drain_until(make_sender(settings, pool, http), pool)
-    assert [r.status for r in discord.requests] == [500, 500, 500]
-    failed = await pool.fetchrow("SELECT status, attempts, last_error FROM outbox WHERE id=$1", row)
-    assert (failed["status"], failed["attempts"]) == ("failed", 3)
-    assert "500" in failed["last_error"]
+    assert [r.status for r in discord.requests].count(500) == 30
+    assert sorted(outbox_id(r) for r in discord.delivered) == ids
+    assert {s for s, _ in (await statuses(pool)).values()} == {"sent"}
 
 
-async def test_backoff_is_exponential_with_jitter(
+async def test_a_row_failing_past_max_age_is_failed_counted_and_kept(
+    pool: asyncpg.Pool,
+    discord: FakeDiscord,
+    http: aiohttp.ClientSession,
+    make_settings: Callable[..., Settings],
+) -> None:
+    """After notify.max_age_h of failures the row is given up on: 'failed', kept, counted."""
+    url = discord.add_hook()
+    discord.fail_next(url, 500, times=2)
+    settings = make_settings(
+        env={"COINPILOT_DISCORD_WEBHOOK_URL": url}, notify={**QUICK, "max_age_h": 1}
+    )
+    old = await enqueue(pool, "risk", {"type": "DAILY_LOSS"})
+    young = await enqueue(pool, "risk", {"type": "DAILY_LOSS"})
+    await pool.execute(
+        "UPDATE outbox SET created_at = now() - interval '61 minutes' WHERE id = $1", old
+    )
+    sender = make_sender(settings, pool, http)
+    await drain_until(sender, pool)
+    rows = {
+        r["id"]: r for r in await pool.fetch("SELECT id, status, last_error, attempts FROM outbox")
+    }
+    assert rows[old]["status"] == "failed"
+    assert "notify.max_age_h" in rows[old]["last_error"]
+    assert "500" in rows[old]["last_error"]
+    assert rows[young]["status"] == "sent"  # its 500 was retried
+    expired = sender.metrics.registry.get_sample_value(
+        "coinpilot_notifications_total", {"kind": "risk", "outcome": "expired"}
+    )
+    assert expired == 1
+
+
+async def test_backoff_grows_from_seconds_to_its_cap(
     pool: asyncpg.Pool,
     http: aiohttp.ClientSession,
     make_settings: Callable[..., Settings],
 ) -> None:
-    """Each retry waits base × 2^(n-1) scaled by a jitter factor in [0.5, 1.5)."""
-    settings = make_settings(notify={"backoff_base_s": 1.0})
+    """Each retry waits base x 2^(n-1) scaled by a jitter factor in [0.5, 1.5), at most
+    notify.backoff_max_s: minutes after ten failures, the cap after that."""
+    settings = make_settings(notify={"backoff_base_s": 1.0, "backoff_max_s": 1800})
     sender = make_sender(settings, pool, http)
-    for attempt in (1, 2, 3):
+    for attempt in (1, 2, 3, 10):
         delays = {sender.backoff_s(attempt) for _ in range(50)}
         assert len(delays) > 1
         assert all(0.5 * 2 ** (attempt - 1) <= d < 1.5 * 2 ** (attempt - 1) for d in delays)
+    assert all(900 <= sender.backoff_s(40) < 2700 for _ in range(50))
+
+
+async def test_a_slow_reply_is_waited_for_not_sent_again(
+    pool: asyncpg.Pool,
+    discord: FakeDiscord,
+    http: aiohttp.ClientSession,
+    make_settings: Callable[..., Settings],
+) -> None:
+    """Discord accepts but answers after 2.5 s, past the 1 s connect timeout (the reply
+    timeout is 5 s): the sender waits for the message id instead of posting again."""
+    url = discord.add_hook()
+    discord.slow_next(url, 2.5)
+    settings = make_settings(env={"COINPILOT_DISCORD_WEBHOOK_URL": url}, notify=QUICK)
+    row = await enqueue(pool, "trade", {"side": "BUY"})
+    await drain_until(make_sender(settings, pool, http), pool)
+    assert [r.status for r in discord.requests] == [200]
+    stored = await pool.fetchrow("SELECT status, discord_message_id FROM outbox WHERE id=$1", row)
+    assert stored["status"] == "sent"
+    assert stored["discord_message_id"] == discord.message_ids[0]
 
 
 async def test_unknown_webhook_disables_route_and_logs_once(
@@ -363,3 +415,50 @@ async def test_kinds_without_a_webhook_are_kept_as_disabled(
     summary = await outbox_summary(pool)
     assert summary["counts"] == {"disabled": 3}
     assert [r["last_error"] for r in summary["undelivered"]] == ["no webhook configured"] * 3
+
+
+async def test_rows_of_a_dead_webhook_are_sent_after_the_url_is_replaced(
+    pool: asyncpg.Pool,
+    discord: FakeDiscord,
+    http: aiohttp.ClientSession,
+    make_settings: Callable[..., Settings],
+) -> None:
+    """404: rows kept 'disabled', counted; a restart with a new URL sends them."""
+    gone = f"{discord.base_url}/api/webhooks/999/deleted"
+    settings = make_settings(env={"COINPILOT_DISCORD_WEBHOOK_URL": gone}, notify=QUICK)
+    ids = [await enqueue(pool, "trade", {"n": i}) for i in range(3)]
+    first = make_sender(settings, pool, http)
+    await first.startup()
+    await drain_until(first, pool)
+    assert {s for s, _ in (await statuses(pool)).values()} == {"disabled"}
+    disabled = first.metrics.registry.get_sample_value(
+        "coinpilot_notifications_total", {"kind": "trade", "outcome": "disabled"}
+    )
+    assert disabled == 3
+    url = discord.add_hook()
+    fixed = make_settings(env={"COINPILOT_DISCORD_WEBHOOK_URL": url}, notify=QUICK)
+    second = make_sender(fixed, pool, http)
+    await second.startup()
+    await drain_until(second, pool)
+    trades = [outbox_id(r) for r in discord.delivered if r.payload["embeds"][0]["footer"]]
+    assert set(ids) <= set(trades)
+    assert {s for s, _ in (await statuses(pool)).values()} == {"sent"}
+
+
+async def test_rows_kept_while_no_webhook_was_set_are_sent_once_one_is(
+    pool: asyncpg.Pool,
+    discord: FakeDiscord,
+    http: aiohttp.ClientSession,
+    make_settings: Callable[..., Settings],
+) -> None:
+    await enqueue(pool, "trade", {"side": "BUY"})
+    await make_sender(make_settings(notify=QUICK), pool, http).drain()
+    assert {s for s, _ in (await statuses(pool)).values()} == {"disabled"}
+    url = discord.add_hook()
+    later = make_sender(
+        make_settings(env={"COINPILOT_DISCORD_WEBHOOK_URL": url}, notify=QUICK), pool, http
+    )
+    await later.startup()
+    await drain_until(later, pool)
+    assert "sent" in {s for s, _ in (await statuses(pool)).values()}
+    assert "disabled" not in {s for s, _ in (await statuses(pool)).values()}

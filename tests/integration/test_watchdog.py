@@ -178,7 +178,12 @@ def _wait_for(
 
 
 def _wait_for_keys(
-    url: str, prefix: str, pattern: str, proc: subprocess.Popen[bytes], s: float
+    url: str,
+    prefix: str,
+    pattern: str,
+    proc: subprocess.Popen[bytes],
+    s: float,
+    listener: NotifyListener,
 ) -> list[str]:
     """Poll Redis until some key matching prefix+pattern exists; delete the prefix's keys."""
 
@@ -202,6 +207,7 @@ def _wait_for_keys(
             raise AssertionError(f"daemon exited with {proc.returncode} before {pattern}")
         if time.monotonic() > deadline:
             raise AssertionError(f"no {prefix}{pattern} within {s} s")
+        listener.drain()  # as systemd does: the daemon's pings never queue up unread
         time.sleep(0.2)
 
 
@@ -241,7 +247,7 @@ def test_daemon_ready_then_stopping_and_exit_0_on_sigterm(
                 head = conn.recv(64).decode()
             assert head.startswith("HTTP/1.0 200") or head.startswith("HTTP/1.1 200"), head
             _wait_for(listener, "WATCHDOG=1", proc, 10)
-            regimes = _wait_for_keys(redis_url_base, prefix, "market:regime:*", proc, 60)
+            regimes = _wait_for_keys(redis_url_base, prefix, "market:regime:*", proc, 60, listener)
             proc.send_signal(signal.SIGTERM)
             code = proc.wait(timeout=10)
         finally:

@@ -1,13 +1,13 @@
 """Volatility job: a GARCH(1,1) fit per symbol on its last closed 1-minute candles.
 
-The fit is CPU work (tens of milliseconds to seconds), so it runs in a worker thread and
-the event loop keeps serving /health, the bot and the collector meanwhile. A symbol with
-fewer than ``volatility.min_candles`` candles is skipped and keeps its previous state.
+The fit is CPU work (tens of milliseconds to seconds) on a heavy library, so it runs in a
+child process (fit_pool.py): the event loop keeps serving /health, the bot and the
+collector meanwhile, and the daemon never holds ``arch``. A symbol with fewer than
+``volatility.min_candles`` candles is skipped and keeps its previous state.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable
 from datetime import datetime
@@ -17,8 +17,9 @@ import structlog
 
 from coinpilot.adapters.cache import REDIS_ERRORS
 from coinpilot.adapters.marketdata import load_closed_candles
-from coinpilot.domain.volatility import VolatilityEstimate, estimate_volatility
+from coinpilot.domain.volatility import VolatilityEstimate
 from coinpilot.services.jobs import JobContext, PartialFailure
+from coinpilot.services.jobs.fit_pool import Fit, fit_pool, in_thread
 
 log = structlog.get_logger(__name__)
 
@@ -36,15 +37,13 @@ def state_json(est: VolatilityEstimate, now: datetime) -> str:
 
 
 async def update_symbol(
-    ctx: JobContext, symbol: str, closes: np.ndarray, now: datetime, estimator: Estimator
+    ctx: JobContext, symbol: str, closes: np.ndarray, now: datetime, fit: Fit
 ) -> VolatilityEstimate | None:
     cfg = ctx.settings.app.volatility
     if len(closes) < cfg.min_candles:
         log.info("volatility_skipped", symbol=symbol, candles=len(closes), needed=cfg.min_candles)
         return None
-    est = await asyncio.to_thread(
-        estimator, closes, threshold_pct=cfg.threshold_pct, min_returns=cfg.min_returns
-    )
+    est = await fit(closes, threshold_pct=cfg.threshold_pct, min_returns=cfg.min_returns)
     if est.status == "fit_failed":
         ctx.metrics.dependency_error("garch", "fit_failed")
         log.warning("volatility_fit_failed", symbol=symbol, returns=est.returns)
@@ -62,8 +61,16 @@ async def update_symbol(
 
 
 async def run_volatility_job(
-    ctx: JobContext, now: datetime, estimator: Estimator = estimate_volatility
+    ctx: JobContext, now: datetime, estimator: Estimator | None = None
 ) -> str:
+    """Fit every symbol in a child process (``estimator``, when given, runs in a thread)."""
+    if estimator is not None:
+        return await _run(ctx, now, in_thread(estimator))
+    async with fit_pool() as fit:
+        return await _run(ctx, now, fit)
+
+
+async def _run(ctx: JobContext, now: datetime, fit: Fit) -> str:
     symbols = ctx.settings.app.symbols
     lookback = ctx.settings.app.volatility.lookback_candles
     candles = await load_closed_candles(ctx.pool, symbols, lookback, now)
@@ -71,7 +78,7 @@ async def run_volatility_job(
     failed: list[str] = []
     for symbol in symbols:
         try:
-            est = await update_symbol(ctx, symbol, candles[symbol].close, now, estimator)
+            est = await update_symbol(ctx, symbol, candles[symbol].close, now, fit)
             done.append(f"{symbol}=" + ("skipped" if est is None else f"{est.volatility_pct:.4f}%"))
         except Exception as exc:  # one symbol's failure must not stop the others
             failed.append(symbol)
