@@ -87,16 +87,28 @@ def _where(f: ListFilter, time_col: str) -> tuple[str, list[Any]]:
 
 
 async def trades(conn: asyncpg.Connection, f: ListFilter) -> list[Row]:
-    """Fills, newest first; fetches one extra row so the caller knows if a next page exists."""
+    """Fills, newest first; fetches one extra row so the caller knows if a next page exists.
+
+    A SELL also carries its round trip: the BUY it closed is named in its idempotency key
+    (a primary-key probe), so net PnL = gross - both fees, as Discord and the backtest say.
+    """
     where, args = _where(f, "executed_at")
     args += [min(f.limit, MAX_PAGE_SIZE) + 1, f.offset]
     sql = (
         "SELECT id, symbol, side, price, quantity, notional, fee, realized_pnl, entry_price,"
-        " regime, exit_reason, strategy_name, candle_ts, executed_at"
+        " regime, exit_reason, strategy_name, candle_ts, executed_at,"
+        " (SELECT b.fee FROM trading_history b WHERE b.id ="
+        " NULLIF(split_part(trading_history.idempotency_key, '|', 4), '')::uuid) AS entry_fee"
         f" FROM trading_history{where}"
         f" ORDER BY executed_at DESC, id LIMIT ${len(args) - 1} OFFSET ${len(args)}"
     )
-    return _rows(await conn.fetch(sql, *args))
+    rows = _rows(await conn.fetch(sql, *args))
+    for row in rows:
+        entry_fee = row.pop("entry_fee")
+        known = row["side"] == "SELL" and entry_fee is not None
+        row["round_trip_fees"] = row["fee"] + entry_fee if known else None
+        row["net_pnl"] = row["realized_pnl"] - row["round_trip_fees"] if known else None
+    return rows
 
 
 async def decisions(conn: asyncpg.Connection, f: ListFilter) -> list[Row]:

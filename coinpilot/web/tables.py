@@ -140,15 +140,18 @@ def trades(items: list[dict[str, Any]], tz: ZoneInfo) -> str:
             qty(t["quantity"]),
             krw(t["notional"]),
             krw(t["fee"]),
-            signed(t["realized_pnl"]),
+            signed(t.get("net_pnl")) if t.get("net_pnl") is not None else "",
+            signed(t["realized_pnl"]) if t["side"] == "SELL" else "",
+            krw(t.get("round_trip_fees")) if t.get("round_trip_fees") is not None else "",
             esc(t["regime"] or ""),
             esc(t["exit_reason"] or ""),
         ]
         for t in items
     ]
+    # Net of both fees first, as Discord and the backtest report it; gross and fees beside.
     heads = (
-        "Executed", "Symbol", "Side", "Price", "Quantity", "Notional", "Fee", "PnL", "Regime",
-        "Exit reason",
+        "Executed", "Symbol", "Side", "Price", "Quantity", "Notional", "Fee", "Net PnL",
+        "Gross PnL", "Round-trip fees", "Regime", "Exit reason",
     )  # fmt: skip
     return table(heads, rows, "No trades match.", "trades")
 
