@@ -150,6 +150,13 @@ def display(summary: Summary, result: BacktestResult, bench_pct: float) -> dict[
         "Sharpe (daily)": "—" if summary.sharpe is None else f"{summary.sharpe:.2f}",
         "Time in market": mf.percent(summary.time_in_market * 100.0),
         "Open at the end": str(summary.open_trades),
+        "PnL by regime": ", ".join(
+            f"{k} {mf.won(v, sign=True)}" for k, v in summary.pnl_by_regime.items()
+        )
+        or "—",
+        "Exit reasons": ", ".join(f"{k} {v:,}" for k, v in summary.exit_reasons.items()) or "—",
+        # Flat minutes stopped at each entry check, then risk, minimum-order and AI refusals.
+        "Entry funnel": ", ".join(f"{k} {v:,}" for k, v in summary.funnel.items()) or "—",
     }
 
 
