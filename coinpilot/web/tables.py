@@ -277,7 +277,7 @@ def usage(items: dict[str, dict[str, Any]]) -> str:
         fmt = krw if key.endswith("_krw") else esc
         bar = (
             f'<progress max="100" value="{esc(min(Decimal(100), u["pct"]))}"></progress>'
-            f" {esc(u['pct'])}%"
+            f" {esc(money_format.percent(u['pct']))}"
             if u["pct"] is not None
             else "—"
         )
