@@ -182,6 +182,11 @@
     line(ctx, data.ma20, s, COLORS.ma, 1.5);
     markers(ctx, data, s);
     canvas.setAttribute("data-candles", String(data.candles.length));
+    // Where candle i and price p were drawn (CSS pixels), so a test can check the picture
+    // against the data: x = left + step × (i + 0.5), y = top + height × (hi − p) / (hi − lo).
+    canvas.setAttribute("data-geometry", JSON.stringify({
+      left: PAD.left, step: s.step, top: PAD.top, height: s.priceH, hi: s.ext.hi, lo: s.ext.lo
+    }));
   }
 
   window.CoinChart = { draw: draw };
