@@ -57,12 +57,6 @@ def _png(fig: Any) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _when(ts: int | None, tz: ZoneInfo) -> str:
-    if ts is None:
-        return "—"
-    return datetime.fromtimestamp(ts, UTC).astimezone(tz).strftime("%Y-%m-%d %H:%M %Z")
-
-
 def _equity_chart(
     result: BacktestResult, benchmark: npt.NDArray[np.float64] | None, tz: ZoneInfo
 ) -> str:
@@ -184,8 +178,8 @@ def _round_trips(result: BacktestResult, tz: ZoneInfo) -> str:
         closed = t.closed
         net_pct = t.pnl / t.cost * 100 if closed and t.cost else None
         rows.append((
-            t.symbol, t.regime, _when(t.entry_ts, tz), mf.price(t.entry_price),
-            mf.quantity(t.quantity), _when(t.exit_ts, tz),
+            t.symbol, t.regime, analysis.when(t.entry_ts, tz), mf.price(t.entry_price),
+            mf.quantity(t.quantity), analysis.when(t.exit_ts, tz),
             mf.price(t.exit_price) if closed else "open", t.exit_reason or "—",
             mf.won(t.pnl + t.fees, sign=True) if closed else "—", mf.won(t.fees),
             mf.won(t.pnl, sign=True) if closed else "—", mf.percent(net_pct, sign=True),

@@ -495,6 +495,9 @@ class BotService(PeriodicService):
         if self.lock is not None and not self.lock.held:
             return Outcome(c.symbol, "SKIP", "daemon_lock_lost", str(self.lock.lost_reason),
                            c.regime, c.price, c.candle_ts, info)  # fmt: skip
+        if await control.entries_paused(self.pool):  # paused while the AI was deciding
+            return Outcome(c.symbol, "SKIP", "entries_paused", "new entries paused by the "
+                           "operator", c.regime, c.price, c.candle_ts, info)  # fmt: skip
         async with self._ledger_lock:
             state = await ledger.load_state(self.pool, self.app, now, marks)
             inputs = Inputs(now, {}, {c.symbol: c.regime}, high_vol, {}, mark_prices=marks)

@@ -266,3 +266,70 @@ async def test_auto_refresh_swaps_in_new_rows_without_reloading(site: Site, page
     px = await page.eval(PIXELS_JS)
     assert px["painted"] > px["total"] * 0.05, px
     assert page.errors == []
+
+
+CHART_JS = """
+(() => {
+  const c = document.getElementById("chart");
+  return {markers: c.dataset.markers, levels: c.dataset.levels, rsi: c.dataset.rsi,
+          candles: c.dataset.candles};
+})()
+"""
+
+
+async def test_overview_equity_curve_and_all_time_stats(site: Site, page: Page) -> None:
+    """The curve has one point per closed round trip plus the start; the cards agree with
+    the ledger: win rate over the SELLs, fees from the account row."""
+    await _desktop(page)
+    sells = [t for t in site.data.trades if t["side"] == "SELL"]
+    await page.goto(site.url + "/")
+    points = await page.eval("document.getElementById('equity-curve').dataset.points")
+    assert int(points) == len(sells) + 1
+    cards = str(await page.eval("document.getElementById('all-time').innerText"))
+    fees = await site.pool.fetchval("SELECT fees_paid FROM account_state")
+    assert f"{fees:,.0f}" in cards
+    assert f"Round trips\n{len(sells)}" in cards
+    await page.screenshot(SHOTS / "overview-equity.png")
+    assert page.errors == []
+
+
+async def test_market_chart_has_rsi_levels_and_every_fill(site: Site, page: Page) -> None:
+    """Under the price an RSI pane is drawn; the open position's four levels are on the
+    chart; every fill of the window is a marker; every time shown names its zone."""
+    await _desktop(page)
+    held = await site.pool.fetch("SELECT symbol FROM positions")
+    sym = held[0]["symbol"] if held else site.traded
+    await page.goto(f"{site.url}/market?symbol={sym}")
+    chart = await page.eval(CHART_JS)
+    assert int(chart["rsi"]) >= int(chart["candles"]) - 13
+    assert int(chart["levels"]) == (4 if held else 0)
+    assert int(chart["markers"]) == await page.eval(ROWS_JS % "fills")
+    cells = await page.eval(
+        "[...document.querySelectorAll('table.fills td[data-label=Executed]')]"
+        ".map(td => td.textContent)"
+    )
+    assert cells
+    assert all(c.endswith(" KST") for c in cells)
+    await page.screenshot(SHOTS / "market-levels-rsi.png")
+    assert page.errors == []
+
+
+async def test_history_lists_round_trips_net_of_fees(site: Site, page: Page) -> None:
+    """One row per closed round trip, with net PnL equal to the ledger's gross minus both fees."""
+    await _desktop(page)
+    await page.goto(site.url + "/history")
+    sells = [t for t in site.data.trades if t["side"] == "SELL"]
+    assert await page.eval(ROWS_JS % "round-trips") == min(50, len(sells))
+    nets = await page.eval(
+        "[...document.querySelectorAll('table.round-trips td[data-label=\"Net PnL (KRW)\"]')]"
+        ".map(td => td.textContent)"
+    )
+    expected = await site.pool.fetch(
+        "SELECT s.realized_pnl - s.fee - (SELECT b.fee FROM trading_history b"
+        "  WHERE b.symbol = s.symbol AND b.side = 'BUY' AND b.executed_at < s.executed_at"
+        "  ORDER BY b.executed_at DESC LIMIT 1) AS net"
+        " FROM trading_history s WHERE s.side = 'SELL' ORDER BY s.executed_at DESC"
+    )
+    assert nets == [f"{r['net']:+,.0f}" for r in expected]
+    await page.screenshot(SHOTS / "history-round-trips.png")
+    assert page.errors == []

@@ -272,3 +272,39 @@ async def test_dashboard_controls_need_the_token_and_refuse_cross_site_posts(
         "New entries paused",
         "New entries resumed",
     ]
+
+
+class PausingAi:
+    """Approves, but the operator pauses entries while the model is thinking."""
+
+    inline = True
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+        self.asked = 0
+
+    async def review(self, candidate: object) -> object:
+        from coinpilot.domain.ai_types import AiVerdict
+
+        self.asked += 1
+        await control.set_entries_paused(self.pool, True, by="t", reason=None, now=NOW)
+        return AiVerdict(approved=True, reason_code="approved", reasoning="fine")
+
+
+async def test_an_approval_arriving_after_a_pause_buys_nothing(
+    pool: asyncpg.Pool,
+    redis: aioredis.Redis,
+    keys: Keys,
+    data_dir: Path,
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings = make_settings(symbols=["KRW-AVAX"])
+    rows = aligned_rows(data_dir, ["KRW-AVAX"])
+    start, ai = DAY + timedelta(hours=1, minutes=10), PausingAi(pool)
+    async with Replay(settings, pool, redis, keys, rows, start, ai=ai) as rp:
+        await rp.preload(start)
+        await rp.run_until(start + timedelta(minutes=12))
+        status = json.loads(await redis.get(keys.status("KRW-AVAX")) or "{}")
+    assert ai.asked == 1  # a candidate reached the AI, then entries stayed paused
+    assert await pool.fetchval("SELECT count(*) FROM trading_history") == 0
+    assert status["reason_code"] == "entries_paused"
