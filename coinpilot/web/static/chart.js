@@ -242,6 +242,11 @@
     canvas.setAttribute("data-levels", String((data.levels || []).length));
     canvas.setAttribute("data-rsi", String((data.rsi14 || []).filter(function (v) {
       return v !== null; }).length));
+    // Where candle i and price p were drawn (CSS pixels), so a test can check the picture
+    // against the data: x = left + step × (i + 0.5), y = top + height × (hi − p) / (hi − lo).
+    canvas.setAttribute("data-geometry", JSON.stringify({
+      left: PAD.left, step: s.step, top: PAD.top, height: s.priceH, hi: s.ext.hi, lo: s.ext.lo
+    }));
   }
 
   window.CoinChart = { draw: draw };
