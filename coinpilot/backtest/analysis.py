@@ -112,6 +112,24 @@ def groups(trades: Iterable[Trade], key: Callable[[Trade], str]) -> list[Group]:
     ]
 
 
+def when(ts: int | None, tz: ZoneInfo) -> str:
+    if ts is None:
+        return "—"
+    return datetime.fromtimestamp(ts, UTC).astimezone(tz).strftime("%Y-%m-%d %H:%M %Z")
+
+
+def round_trip_line(t: Trade, tz: ZoneInfo) -> str:
+    """One round trip on one line: entry, exit, quantity, reason and PnL net of both fees."""
+    head = f"{t.symbol} {t.regime:<8} {when(t.entry_ts, tz)} @ {mf.price(t.entry_price)}"
+    if not t.closed:
+        return f"{head} -> open, quantity {mf.quantity(t.quantity)}"
+    return (
+        f"{head} -> {when(t.exit_ts, tz)} @ {mf.price(t.exit_price)}, quantity "
+        f"{mf.quantity(t.quantity)}, {t.exit_reason}: "
+        f"{mf.pnl_breakdown(t.pnl, t.pnl + t.fees, t.fees)}"
+    )
+
+
 def gross_pnl(summary: Summary, result: BacktestResult) -> Decimal:
     """Closed trades' PnL before fees (the summary's total is after both fees)."""
     return summary.total_pnl + sum((t.fees for t in result.trades if t.closed), ZERO)
@@ -132,6 +150,13 @@ def display(summary: Summary, result: BacktestResult, bench_pct: float) -> dict[
         "Sharpe (daily)": "—" if summary.sharpe is None else f"{summary.sharpe:.2f}",
         "Time in market": mf.percent(summary.time_in_market * 100.0),
         "Open at the end": str(summary.open_trades),
+        "PnL by regime": ", ".join(
+            f"{k} {mf.won(v, sign=True)}" for k, v in summary.pnl_by_regime.items()
+        )
+        or "—",
+        "Exit reasons": ", ".join(f"{k} {v:,}" for k, v in summary.exit_reasons.items()) or "—",
+        # Flat minutes stopped at each entry check, then risk, minimum-order and AI refusals.
+        "Entry funnel": ", ".join(f"{k} {v:,}" for k, v in summary.funnel.items()) or "—",
     }
 
 

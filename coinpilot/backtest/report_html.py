@@ -57,12 +57,6 @@ def _png(fig: Any) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _when(ts: int | None, tz: ZoneInfo) -> str:
-    if ts is None:
-        return "—"
-    return datetime.fromtimestamp(ts, UTC).astimezone(tz).strftime("%Y-%m-%d %H:%M %Z")
-
-
 def _equity_chart(
     result: BacktestResult, benchmark: npt.NDArray[np.float64] | None, tz: ZoneInfo
 ) -> str:
@@ -86,7 +80,7 @@ def _drawdown_chart(result: BacktestResult, tz: ZoneInfo) -> str:
     x, y = _thin(result.equity_ts, drawdown)
     ax.plot(x, y, linewidth=1.0, color="#d62728")
     ax.fill_between(x, y, 0, color="#d62728", alpha=0.25)
-    _style(ax, "Drawdown", "% below the running peak", tz)
+    _style(ax, "Drawdown", "% below the running peak", tz, yfmt=".2f")
     return _finish(plt, fig)
 
 
@@ -108,11 +102,12 @@ def _price_chart(symbol: str, series: PriceSeries, result: BacktestResult, tz: Z
             [float(t.exit_price or 0) for t in done],
             marker="v", color="#d62728", s=70, label="exit", zorder=3,
         )  # fmt: skip
-    _style(ax, f"{symbol}: price with entries and exits", "KRW", tz)
+    small = len(series[1]) and float(np.nanmax(series[1])) < 100
+    _style(ax, f"{symbol}: price with entries and exits", "KRW", tz, ",.4g" if small else ",.0f")
     return _finish(plt, fig)
 
 
-def _style(ax: Any, title: str, ylabel: str, tz: ZoneInfo) -> None:
+def _style(ax: Any, title: str, ylabel: str, tz: ZoneInfo, yfmt: str = ",.0f") -> None:
     import matplotlib.dates as mdates
     import matplotlib.ticker as mticker
 
@@ -120,9 +115,12 @@ def _style(ax: Any, title: str, ylabel: str, tz: ZoneInfo) -> None:
     ax.set_ylabel(ylabel, fontsize=12)
     ax.set_xlabel(f"time ({tz.key})", fontsize=12)
     ax.tick_params(labelsize=11)
-    ax.xaxis.set_major_locator(mdates.AutoDateLocator(tz=tz, maxticks=10))
+    # Regular steps from the first tick: month starts would otherwise crowd the last label.
+    ax.xaxis.set_major_locator(
+        mdates.AutoDateLocator(tz=tz, minticks=4, maxticks=9, interval_multiples=False)
+    )
     ax.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d %H:%M", tz=tz))
-    ax.yaxis.set_major_formatter(mticker.FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    ax.yaxis.set_major_formatter(mticker.FuncFormatter(lambda v, _: format(v, yfmt)))
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="best", fontsize=11)
@@ -184,8 +182,8 @@ def _round_trips(result: BacktestResult, tz: ZoneInfo) -> str:
         closed = t.closed
         net_pct = t.pnl / t.cost * 100 if closed and t.cost else None
         rows.append((
-            t.symbol, t.regime, _when(t.entry_ts, tz), mf.price(t.entry_price),
-            mf.quantity(t.quantity), _when(t.exit_ts, tz),
+            t.symbol, t.regime, analysis.when(t.entry_ts, tz), mf.price(t.entry_price),
+            mf.quantity(t.quantity), analysis.when(t.exit_ts, tz),
             mf.price(t.exit_price) if closed else "open", t.exit_reason or "—",
             mf.won(t.pnl + t.fees, sign=True) if closed else "—", mf.won(t.fees),
             mf.won(t.pnl, sign=True) if closed else "—", mf.percent(net_pct, sign=True),

@@ -227,7 +227,7 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
     _print_summary(shown, compared)
     if args.trades:
         for t in result.trades:
-            print(jsonout.trade_record(t))
+            print(analysis.round_trip_line(t, tz))
     if args.json_out:
         args.json_out.write_text(jsonout.dumps(document))
     if args.report:

@@ -321,3 +321,35 @@ async def test_no_request_gets_a_500(
             if status >= 500:
                 server_errors.append((status, head.split(b"\r\n")[0:3]))
     assert server_errors == []
+
+
+async def test_notifications_off_by_choice_do_not_degrade(
+    pool: asyncpg.Pool, redis: aioredis.Redis, keys: Keys, make_settings: Callable[..., Settings]
+) -> None:
+    """No webhook configured: rows kept as 'disabled' are the operator's choice, not trouble."""
+    settings = make_settings(symbols=["KRW-BTC"])
+    await fresh(pool, "KRW-BTC")
+    await pool.execute(
+        "INSERT INTO outbox (kind, payload, status, attempts, last_error, created_at)"
+        " VALUES ('system', '{}', 'disabled', 1, 'no webhook configured', $1)",
+        NOW - timedelta(minutes=3),
+    )
+    async with serving(settings, pool, redis, keys) as (_, url):
+        code, body = await health(url)
+    assert (code, body["status"], body["notifications"]["state"]) == (200, "ok", "off")
+
+
+async def test_a_notification_given_up_on_degrades(
+    pool: asyncpg.Pool, redis: aioredis.Redis, keys: Keys, make_settings: Callable[..., Settings]
+) -> None:
+    settings = make_settings(symbols=["KRW-BTC"], env={"COINPILOT_DISCORD_WEBHOOK_URL": HOOK})
+    await fresh(pool, "KRW-BTC")
+    await pool.execute(
+        "INSERT INTO outbox (kind, payload, status, attempts, last_error, created_at)"
+        " VALUES ('trade', '{}', 'failed', 40, 'given up after notify.max_age_h', $1)",
+        NOW - timedelta(hours=25),
+    )
+    async with serving(settings, pool, redis, keys) as (_, url):
+        code, body = await health(url)
+    assert (code, body["status"]) == (200, "degraded")
+    assert any("given up" in p for p in body["problems"]), body["problems"]

@@ -118,3 +118,17 @@ def test_short_history_is_said_in_days() -> None:
         regime_notes({"KRW-BTC": _hourly(list(range(300)))}, app, datetime(1970, 1, 10, tzinfo=UTC))
         == []
     )
+
+
+def test_a_round_trip_reads_on_one_line() -> None:
+    """Bought 0.01 at 95,123,456 (fee 475.6), sold at 96,000,000 (fee 480): gross
+    0.01 x 876,544 = 8,765.44, fees 955.6, net 7,809.84."""
+    t = Trade(
+        "KRW-BTC", "BULL", 1707528180, D("95123456"), D("0.01"), D("475.6"),
+        1707535800, D("96000000"), D("480"), "TAKE_PROFIT",
+    )  # fmt: skip
+    line = analysis.round_trip_line(t, ZoneInfo("Asia/Seoul"))
+    assert line == (
+        "KRW-BTC BULL     2024-02-10 10:23 KST @ 95,123,000 -> 2024-02-10 12:30 KST @ "
+        "96,000,000, quantity 0.01000000, TAKE_PROFIT: +7,810 KRW (gross +8,765, fees 956)"
+    )

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import base64
+import importlib.util
 import re
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import numpy as np
+import pytest
 
 from coinpilot.backtest.model import BacktestResult, Trade
 from coinpilot.backtest.report_html import render
 from coinpilot.backtest.summary import summarize
+
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("matplotlib") is None,
+    reason="HTML reports need the 'report' extra (pip install 'coinpilot[report]')",
+)
 
 
 def test_report_embeds_charts_and_trades() -> None:
