@@ -212,7 +212,15 @@ async def _load_db(source: Mapping[str, Any], settings: Settings) -> dict[str, C
     from coinpilot.commands.job import open_job_context
 
     async with contextlib.AsyncExitStack() as stack:
-        pool = (await open_job_context(stack, settings)).pool
+        if settings.env.database_url is not None:
+            # Reading candles needs neither Redis nor migrations: every worker just connects.
+            from coinpilot.adapters.db import create_pool
+
+            dsn = settings.env.database_url.get_secret_value()
+            pool = await create_pool(dsn, min_size=1, max_size=2)
+            stack.push_async_callback(pool.close)
+        else:
+            pool = (await open_job_context(stack, settings)).pool
         start = datetime.fromisoformat(source["start"])
         end = datetime.fromisoformat(source["end"])
         return await data.load_db(pool, source["symbols"], start, end)

@@ -151,23 +151,41 @@ def test_bad_space_stops_before_any_trial(
     assert "regimes.SIDEWAYS.exit.take_profit: no such config field" in capsys.readouterr().err
 
 
+def test_too_short_a_history_is_refused_with_the_numbers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without a pinned regime the hourly regime needs about 8.4 days before the first fold."""
+    csv = write_csv(tmp_path / "n.csv", noise_closes(3.0, seed=1))
+    code = cli(["optimize", "--csv", str(csv), "--folds", "2", "--quiet",
+                "--storage", f"sqlite:///{tmp_path / 'x.db'}"])  # fmt: skip
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "2 folds need at least 3 hours of candles after the 202.0 h warm-up" in err
+
+
 def test_invalid_combinations_are_pruned_not_run(tmp_path: Path) -> None:
-    """bb_recovery_sustain_candles must stay below bb_touch_lookback: half the grid breaks it."""
-    csv = write_csv(tmp_path / "n.csv", noise_closes(1.5, seed=2))
+    """bb_recovery_sustain_candles must stay below bb_touch_lookback: half the grid breaks it.
+    (Anchored folds and the Calmar objective, which no other test runs end to end.)"""
+    csv = write_csv(tmp_path / "n.csv", noise_closes(2.5, seed=2))
     space = space_file(tmp_path / "s.yaml", {
         "regimes.SIDEWAYS.entry.bb_touch_lookback": {"low": 2, "high": 6},
         "regimes.SIDEWAYS.entry.bb_recovery_sustain_candles": {"low": 2, "high": 6},
     })  # fmt: skip
-    doc = _optimize(tmp_path, "--csv", str(csv), "--space", str(space), "--folds", "1",
+    doc = _optimize(tmp_path, "--csv", str(csv), "--space", str(space), "--folds", "2",
+                    "--fold-mode", "anchored", "--objective", "calmar",
                     "--trials", "12", "--min-trades", "0")  # fmt: skip
-    fold = doc["folds"][0]
-    assert fold["trials_invalid"] > 0
-    assert fold["trials_complete"] + fold["trials_invalid"] == 12
-    s = fold["params"]
-    assert (
-        s["regimes.SIDEWAYS.entry.bb_recovery_sustain_candles"]
-        < s["regimes.SIDEWAYS.entry.bb_touch_lookback"]
-    )
+    assert doc["objective"] == "calmar"
+    one, two = doc["folds"]
+    assert one["window_ts"]["train_start"] == two["window_ts"]["train_start"]  # anchored
+    assert two["window_ts"]["train_end"] == one["window_ts"]["test_end"]
+    for fold in (one, two):
+        assert fold["trials_invalid"] > 0
+        assert fold["trials_complete"] + fold["trials_invalid"] == 12
+        s = fold["params"]
+        assert (
+            s["regimes.SIDEWAYS.entry.bb_recovery_sustain_candles"]
+            < s["regimes.SIDEWAYS.entry.bb_touch_lookback"]
+        )
 
 
 def test_two_workers_share_one_postgresql_study(
@@ -264,7 +282,6 @@ async def test_database_history_gives_the_csv_search(
     planted_report: dict[str, Any],
     pool: Any,
     db_dsn: str,
-    redis_url_base: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The planted candles stored in market_data and searched with --symbols/--start/--end
@@ -276,7 +293,7 @@ async def test_database_history_gives_the_csv_search(
 
     await upsert_candles(pool, read_csv(planted["csv"]))
     monkeypatch.setenv("COINPILOT_DATABASE_URL", db_dsn)
-    monkeypatch.setenv("COINPILOT_REDIS_URL", redis_url_base)
+    monkeypatch.delenv("COINPILOT_REDIS_URL", raising=False)  # reading candles needs no Redis
     args = _planted_args(planted)
     at = args.index("--csv")
     args[at : at + 2] = ["--symbols", "KRW-SYN", "--start", "2024-01-01", "--end", "2024-01-08"]
