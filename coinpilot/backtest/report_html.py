@@ -42,10 +42,20 @@ def _pyplot() -> Any:
 
 
 def _thin(ts: npt.NDArray[np.int64], ys: npt.NDArray[np.float64]) -> tuple[list[datetime], Any]:
-    step = max(1, len(ts) // MAX_POINTS)
-    idx = np.arange(0, len(ts), step)
-    if len(ts) and idx[-1] != len(ts) - 1:
-        idx = np.append(idx, len(ts) - 1)
+    """At most about 2 x MAX_POINTS points: each bucket keeps its lowest and highest point,
+    so the deepest drawdown and the highest equity are drawn where they happened."""
+    n = len(ts)
+    step = max(1, n // MAX_POINTS)
+    if step == 1:
+        idx = np.arange(n)
+    else:
+        full = n - n % step
+        buckets = np.nan_to_num(ys[:full], nan=0.0).reshape(-1, step)
+        base = np.arange(0, full, step)
+        idx = np.unique(np.concatenate((
+            base, base + buckets.argmin(axis=1), base + buckets.argmax(axis=1),
+            np.arange(full, n), [n - 1],
+        )))  # fmt: skip
     return [datetime.fromtimestamp(int(t), UTC) for t in ts[idx]], ys[idx]
 
 
