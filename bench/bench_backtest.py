@@ -69,7 +69,31 @@ def run() -> list[dict[str, object]]:
     rate, _, note = _rate(five, app)
     out.append({"figure": "backtest 5 symbols, 1 year, portfolio limits", "value": round(rate),
                 "unit": "candle-steps/s", "target": ">= 300,000", "note": note})  # fmt: skip
+    out.extend(_per_step(loaded["binance_BTCUSDT_1m_2024-02-01_2024-02-29.csv"], app))
     out.extend(_rss(n) for n in (5, 200))
+    return out
+
+
+def _per_step(base: Candles, app: AppConfig) -> list[dict[str, object]]:
+    """Engine CPU time per candle-step with 1, 5, 20 and 50 symbols of a month each (copies
+    of one month, each 7 minutes later, so their entries interleave under the portfolio
+    limits); a linear engine keeps the per-step cost flat as symbols are added."""
+    out: list[dict[str, object]] = []
+    one = 0.0
+    for count in (1, 5, 20, 50):
+        cs = {f"KRW-S{i}": shifted(base, f"KRW-S{i}", 0).slice(i * 7, len(base))
+              for i in range(count)}  # fmt: skip
+        best = float("inf")
+        for _ in range(RUNS):
+            cpu = time.process_time()
+            result = asyncio.run(run_backtest(cs, app))
+            best = min(best, (time.process_time() - cpu) / result.candle_steps * 1e9)
+        one = one or best
+        out.append({"figure": f"engine per candle-step, {count} symbol(s) x 1 month",
+                    "value": round(best), "unit": "CPU ns",
+                    "target": "" if count == 1 else f"<= {1.5 * one:.0f} (1.5x 1 symbol)",
+                    "note": f"{result.candle_steps:,} steps, {len(result.trades)} trades, "
+                    f"{best / one:.2f}x 1 symbol"})  # fmt: skip
     return out
 
 

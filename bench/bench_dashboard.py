@@ -35,6 +35,7 @@ PATHS = (
     "/api/market/KRW-BTC",
     "/api/market/KRW-BTC?interval=1h",
     "/api/trades?symbol=KRW-ETH&page=20",
+    "/api/round-trips?symbol=KRW-ETH&page=20",
     "/api/decisions?day=2018-01-30",
     "/api/risk",
     "/api/system",

@@ -1,10 +1,11 @@
 """Composition root: builds every dependency and service, owns start-up and shutdown.
 
 Start-up: embedded servers when no URLs are set → pool → migrations → single-daemon lock (on
-its own connection, re-verified every cycle) →
-Redis → HTTP → services → READY=1. Shutdown (SIGTERM/SIGINT): stop intake, let the current
-cycles finish within the drain budget, cancel what is left, close resources in reverse
-order, STOPPING=1, exit 0. An unexpected error in a service ends the process non-zero.
+its own connection, re-verified every cycle) → Redis → HTTP → services → READY=1; a failure
+on the way is one log line naming the setting (daemon_start_failed). Shutdown (SIGTERM,
+SIGINT, or SIGHUP when the terminal closes): stop intake, let the current cycles finish
+within the drain budget, cancel what is left, close resources in reverse order, STOPPING=1,
+exit 0. An unexpected error in a service ends the process non-zero.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import signal
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, Protocol
 
 import aiohttp
@@ -64,21 +66,46 @@ class Deps:
     lock: db.DaemonLock | None = None  # the one-daemon lock; trading stops while it is lost
 
 
+class StartupError(FatalError):
+    """The daemon cannot start; the message names the setting to change."""
+
+
+def _state_dir(settings: Settings, *parts: str) -> Path:
+    try:
+        return state_path(settings.state_dir, *parts)
+    except OSError as exc:
+        raise StartupError(
+            f"state_dir: cannot use {settings.state_dir / Path(*parts)} ({exc.strerror}); "
+            "set STATE_DIRECTORY or state_dir to a writable directory"
+        ) from exc
+
+
 async def resolve_urls(stack: contextlib.AsyncExitStack, settings: Settings) -> tuple[str, str]:
     """The database and Redis URLs: from the environment, or embedded servers we start."""
-    base = settings.state_dir
     if settings.env.database_url is not None:
         dsn = settings.env.database_url.get_secret_value()
     else:
-        pg = EmbeddedPostgres(state_path(base, "postgres"))
-        dsn = await asyncio.to_thread(pg.start)
+        pg = EmbeddedPostgres(_state_dir(settings, "postgres"))
+        try:
+            dsn = await asyncio.to_thread(pg.start)
+        except Exception as exc:
+            raise StartupError(
+                f"COINPILOT_DATABASE_URL is not set and the embedded database under "
+                f"{pg.data_dir} did not start ({type(exc).__name__}: {exc})"
+            ) from exc
         stack.callback(pg.stop)
         log.info("embedded_database", reason="COINPILOT_DATABASE_URL is not set")
     if settings.env.redis_url is not None:
         url = settings.env.redis_url.get_secret_value()
     else:
-        rd = EmbeddedRedis(state_path(base, "redis"))
-        url = await asyncio.to_thread(rd.start)
+        rd = EmbeddedRedis(_state_dir(settings, "redis"))
+        try:
+            url = await asyncio.to_thread(rd.start)
+        except (OSError, RuntimeError) as exc:
+            raise StartupError(
+                f"COINPILOT_REDIS_URL is not set and the embedded Redis under {rd.data_dir} "
+                f"did not start ({exc})"
+            ) from exc
         stack.callback(rd.stop)
         log.info("embedded_redis", reason="COINPILOT_REDIS_URL is not set")
     return dsn, url
@@ -92,7 +119,17 @@ async def open_deps(
     keys: Keys | None = None,
 ) -> Deps:
     dsn, redis_url = await resolve_urls(stack, settings)
-    pool = await db.create_pool(dsn, min_size=2, max_size=10)
+    try:
+        pool = await db.create_pool(dsn, min_size=2, max_size=10)
+    except DependencyDown as exc:
+        cause = exc.__cause__
+        detail = f"{type(cause).__name__}: {cause}" if cause is not None else str(exc)
+        where = (
+            "COINPILOT_DATABASE_URL"
+            if settings.env.database_url is not None
+            else "the embedded database"
+        )
+        raise StartupError(f"{where}: database unreachable ({detail})") from exc
     stack.push_async_callback(pool.close)
     async with pool.acquire() as conn:
         await db.migrate(conn)
@@ -158,14 +195,14 @@ async def _watchdog(deps: Deps, notifier: SdNotifier, stop: asyncio.Event) -> No
 
 async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
     """Run the daemon until `stop` is set or a signal arrives; return the exit status."""
-    from coinpilot.httpserver import start_http
     from coinpilot.web.auth import require_token_when_exposed
 
     # Before anything starts: a public bind without a dashboard token is a config error.
     require_token_when_exposed(settings)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    # SIGHUP too: closing the terminal of `make run` must stop (and clean up) like SIGTERM.
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         loop.add_signal_handler(sig, stop.set)
     notifier = SdNotifier()
     try:
@@ -173,9 +210,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
             deps = await open_deps(stack, settings)
             deps.services = build_services(deps)
             installers = [inst(deps) for inst in HTTP_INSTALLERS]
-            runner, port = await start_http(
-                deps, settings.app.http.host, settings.app.http.port, installers
-            )
+            runner, port = await _listen(deps, installers)
             stack.push_async_callback(runner.cleanup)
             log.info(
                 "daemon_ready",
@@ -190,6 +225,9 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
             await _run_services(deps, notifier, stop)
             notifier.notify("STOPPING=1")
             log.info("daemon_stopping")
+    except StartupError as exc:
+        log.error("daemon_start_failed", error=str(exc))
+        return 1
     except FatalError as exc:
         log.error("daemon_fatal", error=str(exc))
         return 1
@@ -198,6 +236,20 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
         return 1
     log.info("daemon_stopped")
     return 0
+
+
+async def _listen(deps: Deps, installers: list[Any]) -> tuple[Any, int]:
+    from coinpilot.httpserver import start_http
+
+    host, port = deps.settings.app.http.host, deps.settings.app.http.port
+    try:
+        return await start_http(deps, host, port, installers)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise StartupError(
+            f"http.port: cannot listen on {host}:{port} ({reason}); choose another with "
+            "COINPILOT_HTTP_PORT or http.port (and COINPILOT_HTTP_HOST or http.host)"
+        ) from exc
 
 
 async def _run_services(deps: Deps, notifier: SdNotifier, stop: asyncio.Event) -> None:

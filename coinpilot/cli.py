@@ -37,7 +37,11 @@ def build_parser(
 ) -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
     """The parser, with the arguments of the command in ``argv`` (of every command when
     ``argv`` is None), and the modules it imported for that."""
+    from coinpilot import __version__
+
     parser = argparse.ArgumentParser(prog="coinpilot", description=__doc__.split("\n")[0])
+    parser.add_argument("--version", action="version", version=f"coinpilot {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help=VERBOSE_HELP)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     chosen = None if argv is None else _chosen(argv)
     modules: dict[str, ModuleType] = {}
@@ -55,8 +59,17 @@ def build_parser(
             default=None,
             help="YAML config (default: $COINPILOT_CONFIG, else config/coinpilot.yaml)",
         )
+        cmd.add_argument(
+            "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=VERBOSE_HELP
+        )
         modules[name].add_arguments(cmd)
     return parser, modules
+
+
+VERBOSE_HELP = (
+    "log at the configured level on stderr (commands other than run log only warnings and "
+    "errors there by default; results always go to stdout)"
+)
 
 
 def config_error(exc: ConfigError) -> int:
@@ -77,7 +90,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_config(args.config)
     except ConfigError as exc:
         return config_error(exc)
-    configure_logging(settings.app.log.level, settings.app.log.format)
+    if args.command == "run":
+        # The daemon's log is its output: on stdout, which journald stores.
+        configure_logging(settings.app.log.level, settings.app.log.format)
+    else:
+        level = settings.app.log.level if args.verbose else "WARNING"
+        configure_logging(level, settings.app.log.format, stream=sys.stderr)
     module = modules[args.command]
     try:
         return int(module.main(args, settings))  # type: ignore[attr-defined]

@@ -164,6 +164,8 @@ class HttpConfig(Model):
 
 class UpbitConfig(Model):
     base_url: str = "https://api.upbit.com"
+    # The candle stream; None: the base URL's host with wss/ws and /websocket/v1.
+    ws_url: str | None = None
     timeout_s: float = Field(5.0, gt=0, le=120)
     requests_per_second: int = Field(10, ge=1, le=10)
     max_retries: int = Field(3, ge=0, le=10)
@@ -175,6 +177,19 @@ class CollectorConfig(Model):
     candles_per_request: int = Field(200, ge=1, le=200)
     backfill_days: float = Field(9.0, gt=0, le=3650)
     recent_candles: int = Field(5, ge=2, le=200)
+    source: Literal["websocket", "rest"] = "websocket"
+    # A streamed minute with no later one is closed this long after its end.
+    close_grace_s: float = Field(2.0, ge=0.5, le=30)
+    # Ping interval; a missing pong within half of it drops the connection (Upbit idles 120 s).
+    ws_ping_interval_s: float = Field(20.0, ge=1, le=100)
+    ws_reconnect_min_s: float = Field(1.0, gt=0, le=60)
+    ws_reconnect_max_s: float = Field(30.0, ge=1, le=600)
+
+    @model_validator(mode="after")
+    def _check(self) -> CollectorConfig:
+        if self.ws_reconnect_min_s > self.ws_reconnect_max_s:
+            raise ValueError("ws_reconnect_min_s must not exceed ws_reconnect_max_s")
+        return self
 
 
 class BotConfig(Model):
@@ -500,6 +515,7 @@ class Environment(Model):
     # Put before every Redis key: lets a second instance (or the test suite) share a server.
     redis_key_prefix: str = ""
     upbit_url: str | None = None
+    upbit_ws_url: str | None = None
     anthropic_api_key: SecretStr | None = None
     anthropic_base_url: str | None = None
     openai_api_key: SecretStr | None = None
@@ -567,6 +583,7 @@ ENV_NAMES = {
     "redis_url": "COINPILOT_REDIS_URL",
     "redis_key_prefix": "COINPILOT_REDIS_KEY_PREFIX",
     "upbit_url": "COINPILOT_UPBIT_URL",
+    "upbit_ws_url": "COINPILOT_UPBIT_WS_URL",
     "anthropic_api_key": "ANTHROPIC_API_KEY",
     "anthropic_base_url": "ANTHROPIC_BASE_URL",
     "openai_api_key": "OPENAI_API_KEY",
@@ -733,6 +750,8 @@ def load_config(
         data.setdefault("http", {})["port"] = env.http_port
     if env.upbit_url:
         data.setdefault("upbit", {})["base_url"] = env.upbit_url
+    if env.upbit_ws_url:
+        data.setdefault("upbit", {})["ws_url"] = env.upbit_ws_url
     settings = Settings(app=parse_app(data), env=env, source=str(chosen))
     require_token_when_exposed(settings)
     return settings

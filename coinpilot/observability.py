@@ -74,13 +74,15 @@ class JournalJSONRenderer:
         return f"<{event.get('priority', 6)}>{line}" if self._prefix else line
 
 
-def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
-    """JSON lines on stdout for journald, a readable console on a terminal."""
-    use_json = fmt == "json" or (fmt == "auto" and not sys.stdout.isatty())
+def configure_logging(level: str = "INFO", fmt: str = "auto", stream: Any = None) -> None:
+    """JSON lines for journald, a readable console on a terminal. The daemon logs to stdout
+    (what journald stores); other commands pass stderr so stdout carries only results."""
+    out = sys.stdout if stream is None else stream
+    use_json = fmt == "json" or (fmt == "auto" and not out.isatty())
     renderer: Any = (
-        JournalJSONRenderer(prefix=is_journal(sys.stdout))
+        JournalJSONRenderer(prefix=is_journal(out))
         if use_json
-        else structlog.dev.ConsoleRenderer(colors=sys.stdout.isatty())
+        else structlog.dev.ConsoleRenderer(colors=out.isatty())
     )
     structlog.configure(
         processors=[
@@ -93,7 +95,7 @@ def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level)),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stdout),
+        logger_factory=structlog.PrintLoggerFactory(file=out),
         cache_logger_on_first_use=False,
     )
     # Libraries that use stdlib logging (asyncpg, apscheduler) go to stderr at WARNING.
@@ -139,6 +141,28 @@ class Metrics:
             "coinpilot_candle_age_seconds",
             "Age of the newest stored closed candle",
             ["symbol"],
+            registry=r,
+        )
+        self.ws_connected = Gauge(
+            "coinpilot_upbit_ws_connected", "1 while the candle WebSocket is up", registry=r
+        )
+        self.ws_disconnects = Counter(
+            "coinpilot_upbit_ws_disconnects_total",
+            "Candle WebSocket disconnects by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.ws_frames = Counter(
+            "coinpilot_upbit_ws_messages_total",
+            "Candle WebSocket messages by kind (candle, status, error, malformed, ...)",
+            ["kind"],
+            registry=r,
+        )
+        self.minute_store_latency = Histogram(
+            "coinpilot_minute_store_latency_seconds",
+            "From a minute's end to its closed candle committed, by path (websocket, rest)",
+            ["kind"],
+            buckets=(0.25, 0.5, 1, 2, 3, 5, 10, 30, 60, 120),
             registry=r,
         )
         # Errors of every dependency, by kind

@@ -402,7 +402,8 @@ async def sell(
         )  # fmt: skip
         await _count_day(conn, now, app, side="SELL", fee=fill.fee, pnl=gross)
         await enqueue(conn, "trade", _trade_payload(
-            symbol, "SELL", fill, now, app, exit_reason=reason, pnl_krw=str(pnl)))  # fmt: skip
+            symbol, "SELL", fill, now, app, exit_reason=reason, pnl_krw=str(pnl),
+            gross_pnl_krw=str(gross), round_trip_fees_krw=str(entry.fee + fill.fee)))  # fmt: skip
         if cooldown is not None:
             await _audit(conn, "cooldown", symbol, now, trade_id, {
                 "until": cooldown.isoformat(),
@@ -505,6 +506,7 @@ class Verification:
 async def verify(conn: asyncpg.Connection | asyncpg.Pool) -> Verification:
     row = await conn.fetchrow(
         """SELECT a.cash, a.initial_balance, a.realized_pnl, a.fees_paid,
+                  a.realized_pnl_before_reset AS pnl_before, a.fees_before_reset AS fees_before,
                   (SELECT COALESCE(sum(cost_basis), 0) FROM positions) AS cost,
                   (SELECT COALESCE(sum(fee), 0) FROM trading_history) AS fees_h,
                   (SELECT COALESCE(sum(realized_pnl), 0) FROM trading_history) AS pnl_h
@@ -514,5 +516,9 @@ async def verify(conn: asyncpg.Connection | asyncpg.Pool) -> Verification:
         return Verification(True, ZERO, ZERO, True)
     left = row["cash"] + row["cost"]
     right = row["initial_balance"] + row["realized_pnl"] - row["fees_paid"]
-    history_ok = row["fees_h"] == row["fees_paid"] and row["pnl_h"] == row["realized_pnl"]
+    # History before an account reset is part of the sums, not of the account's totals.
+    history_ok = (
+        row["fees_h"] == row["fees_paid"] + row["fees_before"]
+        and row["pnl_h"] == row["realized_pnl"] + row["pnl_before"]
+    )
     return Verification(left == right and history_ok, left, right, history_ok)

@@ -16,8 +16,9 @@ daily-report {date, lines, summary}, system {event, level, message}.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from decimal import Decimal, InvalidOperation
 from typing import Any
+
+from coinpilot.domain import money_format
 
 TITLE_MAX = 256
 DESCRIPTION_MAX = 4096
@@ -38,7 +39,7 @@ GREEN, RED, ORANGE, YELLOW, BLUE, PURPLE, GREY = (
     0x95A5A6,
 )
 
-MONEY_SUFFIXES = ("price", "notional", "pnl", "_krw")
+KRW_SUFFIXES = ("notional", "pnl", "_krw")
 _TITLE_KEYS = ("title",)
 _TEXT_KEYS = ("description", "message", "reason", "summary")
 
@@ -95,14 +96,18 @@ def _description(kind: str, p: Mapping[str, Any]) -> str:
 
 
 def readable(key: str, value: Any) -> str:
-    """Money-like values get thousands separators (95000000 → 95,000,000); others as given."""
-    if key.endswith(MONEY_SUFFIXES) and not isinstance(value, bool):
-        try:
-            number = Decimal(str(value))
-        except InvalidOperation:
-            return str(value)
-        if number.is_finite():
-            return f"{number:,}"
+    """Numbers as people read them: KRW to the won (PnL signed), prices at the tick,
+    quantities to 8 decimals, percentages to 2; anything else (or not a number) as given."""
+    if money_format.to_decimal(value) is None:
+        return str(value)
+    if key.endswith("price"):
+        return money_format.price(value)
+    if key.endswith("quantity"):
+        return money_format.quantity(value)
+    if key.endswith("_pct"):
+        return money_format.percent(value)
+    if key.endswith(KRW_SUFFIXES):
+        return money_format.won(value, sign="pnl" in key)
     return str(value)
 
 

@@ -6,12 +6,15 @@ tick grid, the hourly regime as the live job sets it, the entry outcome of every
 visits only ticks where something can happen — a candle that passed the entry rules while
 the symbol is flat, or an exit candidate while a position is open — and there calls the
 live functions: ``evaluate_exit``, the risk check, sizing, the AI step and the fills.
-Between events the book does not change, so the equity curve is rebuilt afterwards.
+Each symbol has one queued next event, so a tick costs the symbols due at it and the run
+grows linearly with the symbols. Between events the book does not change, so the equity
+curve is rebuilt afterwards.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import os
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -283,33 +286,44 @@ class Engine:
 
     # -- the loop ----------------------------------------------------------------------
 
-    def _next_tick(self, k: int) -> int:
-        best = NONE
-        for sym in self.order:
-            s = self.series[sym]
-            nxt = s.next_exit if sym in self.book.positions else self._next_entry(s, k)
-            best = min(best, nxt)
-        return best
+    def _due(self, i: int, k: int) -> int:
+        """Symbol ``order[i]``'s next event at or after tick k: its exit candidate while a
+        position is open, else its next candle that passed the entry rules."""
+        sym = self.order[i]
+        s = self.series[sym]
+        return s.next_exit if sym in self.book.positions else self._next_entry(s, k)
 
     async def run(self, progress: Progress | None = None) -> BacktestResult:
-        k, n = 0, len(self.ticks)
-        while True:
-            k = self._next_tick(k)
-            if k == NONE:
-                break
+        # One queued event per symbol, keyed (tick, symbol order): a symbol's next event
+        # changes only when its own event is handled, so the queue holds no stale entries
+        # and each tick costs only the symbols due at it, not a pass over every symbol.
+        n = len(self.ticks)
+        queue = [(t, i) for i in range(len(self.order)) if (t := self._due(i, 0)) != NONE]
+        heapq.heapify(queue)
+        while queue:
+            k = queue[0][0]
+            due: list[int] = []
+            while queue and queue[0][0] == k:
+                due.append(heapq.heappop(queue)[1])
+            due.sort()
             self._roll_day(k)
             self._mark(k)
-            for sym in self.order:
+            for i in due:
+                sym = self.order[i]
                 if sym in self.book.positions and self.series[sym].next_exit == k:
                     self._exit(sym, k)
-            for sym in self.order:
+            for i in due:
+                sym = self.order[i]
                 s = self.series[sym]
                 flat = sym not in self.book.positions
                 if flat and s.ptr < len(s.entry_ticks) and self._next_entry(s, k) == k:
                     await self._entry(sym, k)
             if progress is not None:
                 progress(k, n)
-            k += 1
+            for i in due:
+                t = self._due(i, k + 1)
+                if t != NONE:
+                    heapq.heappush(queue, (t, i))
         if progress is not None:
             progress(n, n)
         return self._result()
@@ -331,12 +345,14 @@ class Engine:
 
     def _funnel(self) -> dict[str, int]:
         out: dict[str, int] = {}
+        held: dict[str, list[tuple[int, int]]] = {}
+        for t, span in zip(self.book.trades, self.trade_ticks, strict=True):
+            held.setdefault(t.symbol, []).append(span)
         for sym in self.order:
             s = self.series[sym]
             flat = np.ones(len(self.ticks), dtype=bool)
-            for t, (a, b) in zip(self.book.trades, self.trade_ticks, strict=True):
-                if t.symbol == sym:
-                    flat[a + 1 : b + 1] = False
+            for a, b in held.get(sym, ()):
+                flat[a + 1 : b + 1] = False
             own = (s.candles.ts - self.tl.minutes[0]) // MINUTE
             live = own >= 0
             codes = s.codes[live][flat[own[live]]]

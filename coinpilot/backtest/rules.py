@@ -30,10 +30,36 @@ def sell_fill(close: Decimal, quantity: Decimal, f: FillParams) -> Fill:
     return fills.sell_fill(close, quantity, f)
 
 
+# Relative room kept between a float estimate of the daily loss and its limit before the
+# estimate is trusted; float error on a sum of a few products is ~1e-15 of the equity.
+_LOSS_ROOM = 1e-9
+
+
+def _surely_full(book: Book, symbol: str, now: int, app: AppConfig) -> bool:
+    """True when the risk manager must answer max_concurrent_positions: no earlier check
+    fails (halt, cooldown, daily trades exactly; the daily loss by a float estimate well
+    clear of its limit) and the portfolio is full. Most refusals of a many-symbol run are
+    this one, and it is settled without the Decimal equity and the full risk state."""
+    day = book.day
+    assert day is not None
+    limits = app.risk
+    if symbol in book.positions or len(book.positions) < limits.max_concurrent_positions:
+        return False
+    if day.halted or day.buy_count >= limits.max_daily_trades or book.cooldown_until > now:
+        return False
+    equity = float(book.cash) + sum(
+        float(p.quantity) * p.last_close for p in book.positions.values()
+    )
+    opening = float(day.opening_equity)
+    return equity - opening > -opening * limits.max_daily_loss + _LOSS_ROOM * opening
+
+
 def check_entry(book: Book, symbol: str, now: int, app: AppConfig) -> str | None:
     """None when the order may go ahead, else the risk manager's reason code."""
     day = book.day
     assert day is not None
+    if _surely_full(book, symbol, now, app):
+        return "max_concurrent_positions"
     state = risk.RiskState(
         equity=book.equity(),
         opening_equity=day.opening_equity,

@@ -24,6 +24,19 @@ COMMAND_MODULES: dict[str, str | tuple[str, str]] = {
         "coinpilot.commands.verify_ledger",
         "check the paper ledger invariant (exit 1 on a violation)",
     ),
+    "pause": (
+        "coinpilot.commands.pause",
+        "pause new entries (exits keep running); a running daemon honours it within a cycle",
+    ),
+    "resume": ("coinpilot.commands.resume", "resume new entries after `coinpilot pause`"),
+    "force-exit": (
+        "coinpilot.commands.force_exit",
+        "sell one open position now at the last closed price",
+    ),
+    "reset-account": (
+        "coinpilot.commands.reset_account",
+        "close every paper position without a trade and start again at the initial balance",
+    ),
     "ai-report": (
         "coinpilot.commands.ai_report",
         "compare approved and rejected AI candidates under the exit rules, with AI cost",

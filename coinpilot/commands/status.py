@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from coinpilot.adapters import ledger
@@ -14,6 +15,7 @@ from coinpilot.adapters import marketdata as md
 from coinpilot.adapters.cache import REDIS_ERRORS
 from coinpilot.commands.job import open_job_context
 from coinpilot.config import Settings
+from coinpilot.domain import money_format as mf
 from coinpilot.services.jobs import JobContext
 from coinpilot.services.outbox_sender import outbox_summary
 
@@ -49,7 +51,8 @@ async def collect(ctx: JobContext) -> dict[str, Any]:
             "symbol": sym, "price": price,
             "candle_age_s": round((now - last).total_seconds()) if last else None,
             "regime": st.get("regime", "?"),
-            "position": f"{pos.quantity}@{pos.avg_price}" if pos else "-",
+            "quantity": str(pos.quantity) if pos else None,
+            "avg_price": str(pos.avg_price) if pos else None,
             "pnl_pct": None if pnl is None else round(pnl, 2),
             "action": st.get("action", "-"), "reason_code": st.get("reason_code", "-"),
             "reason": (st.get("reason") or "").split("\n")[0],
@@ -65,17 +68,33 @@ async def collect(ctx: JobContext) -> dict[str, Any]:
         },
         "today": {"date": day.trade_date.isoformat(), "buys": day.buy_count,
                   "sells": day.sell_count, "realized_pnl": str(day.realized_pnl),
+                  "fees_paid": str(day.fees_paid),
                   "halted": day.is_trading_halted, "halt_reason": day.halt_reason,
                   "consecutive_losses": state.account.consecutive_losses},
         "outbox": await outbox_summary(ctx.pool),
     }  # fmt: skip
 
 
+def _cells(r: dict[str, Any]) -> tuple[str, ...]:
+    """One row as people read it (the JSON keeps the exact values)."""
+    held = r.get("quantity") is not None
+    return (
+        r["symbol"],
+        "" if r["price"] is None else mf.price(r["price"]),
+        "" if r["candle_age_s"] is None else str(r["candle_age_s"]),
+        str(r["regime"]),
+        f"{mf.quantity(r['quantity'])} @ {mf.price(r['avg_price'])}" if held else "-",
+        "" if r["pnl_pct"] is None else mf.percent(r["pnl_pct"], sign=True),
+        str(r["action"]),
+        str(r["reason_code"]),
+        str(r["reason"]),
+    )
+
+
 def render(data: dict[str, Any]) -> str:
     cols = ("symbol", "price", "candle_age_s", "regime", "position", "pnl_pct", "action",
             "reason_code", "reason")  # fmt: skip
-    table = [cols] + [tuple("" if r[c] is None else str(r[c]) for c in cols)
-                      for r in data["symbols"]]  # fmt: skip
+    table = [cols] + [_cells(r) for r in data["symbols"]]
     widths = [max(len(row[i]) for row in table) for i in range(len(cols) - 1)]
     lines = []
     for row in table:
@@ -84,10 +103,10 @@ def render(data: dict[str, Any]) -> str:
     a, t = data["account"], data["today"]
     lines += [
         "",
-        f"equity {float(a['equity']):,.0f} KRW   cash {float(a['cash']):,.0f} KRW   "
-        f"exposure {float(a['exposure']):,.0f} KRW",
+        f"equity {mf.krw(a['equity'])}   cash {mf.krw(a['cash'])}   "
+        f"exposure {mf.krw(a['exposure'])}",
         f"today {t['date']}: buys {t['buys']}, sells {t['sells']}, realized "
-        f"{float(t['realized_pnl']):,.0f} KRW, consecutive losses {t['consecutive_losses']}, "
+        f"{_net(t)}, consecutive losses {t['consecutive_losses']}, "
         f"halted {'yes: ' + str(t['halt_reason']) if t['halted'] else 'no'}, "
         f"cooldown until {a['cooldown_until'] or '-'}",
     ]
@@ -97,6 +116,13 @@ def render(data: dict[str, Any]) -> str:
         lines.append(f"  undelivered #{row['id']} {row['kind']} ({row['status']}, "
                      f"{row['attempts']} attempts): {row['last_error']}")  # fmt: skip
     return "\n".join(lines)
+
+
+def _net(today: dict[str, Any]) -> str:
+    """Today's realized PnL net of fees, gross and fees beside it."""
+    gross = Decimal(today["realized_pnl"])
+    fees = Decimal(today.get("fees_paid") or 0)
+    return mf.pnl_breakdown(gross - fees, gross, fees)
 
 
 async def _run(settings: Settings, as_json: bool) -> None:

@@ -7,7 +7,8 @@ Definitions (DECISIONS: KRW everywhere, win rate and drawdown from the ledger):
   BUY's fee above zero, the same test as the backtest's and the cooldown's;
 - max drawdown = the largest peak-to-trough fall, in %, of realized equity (initial balance
   plus realized PnL minus fees) walked fill by fill from the window's start;
-- best / worst trade = the SELLs with the highest / lowest realized PnL;
+- best / worst trade = the SELLs with the highest / lowest PnL after both fees (the
+  figure Discord and the backtest show for a trade);
 - AI = final verdicts CONFIRM / REJECT in the window and the sum of their cost in USD.
 """
 
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
+from coinpilot.domain import money_format
 from coinpilot.domain.fills import is_win
 
 ZERO = Decimal(0)
@@ -100,7 +102,7 @@ def build_report(
     realized = sum((f.realized_pnl or ZERO for f in sells), ZERO)
     fees = sum((f.fee for f in fills), ZERO)
     changes = [(f.realized_pnl or ZERO) - f.fee for f in fills]
-    results = [TradeResult(f.symbol, f.realized_pnl or ZERO, f.executed_at) for f in sells]
+    results = [TradeResult(f.symbol, f.net_pnl, f.executed_at) for f in sells]
     wins = sum(1 for f in sells if is_win(f.net_pnl))
     notes = tuple(
         f"{f.symbol} SELL at {f.executed_at.isoformat()} has no recorded PnL"
@@ -132,11 +134,11 @@ def build_report(
 
 
 def krw(value: Decimal) -> str:
-    return f"{value.quantize(Decimal(1)):,} KRW"
+    return money_format.krw(value)
 
 
-def pct(value: Decimal | None, places: int = 1) -> str:
-    return "N/A" if value is None else f"{value:.{places}f}%"
+def pct(value: Decimal | None) -> str:
+    return "N/A" if value is None else money_format.percent(value)
 
 
 def report_lines(report: DailyReport) -> list[str]:
@@ -144,11 +146,11 @@ def report_lines(report: DailyReport) -> list[str]:
     best = report.best
     worst = report.worst
     return [
-        f"PnL: {krw(report.pnl_krw)} (realized {krw(report.realized_pnl_krw)}, "
-        f"fees {krw(report.fees_krw)})",
+        "PnL: "
+        + money_format.pnl_breakdown(report.pnl_krw, report.realized_pnl_krw, report.fees_krw),
         f"Trades: {report.trades} ({report.buys} buys, {report.sells} sells)",
         f"Win rate: {pct(report.win_rate_pct)} ({report.wins}/{report.sells})",
-        f"Max drawdown: {pct(report.max_drawdown_pct, 2)}",
+        f"Max drawdown: {pct(report.max_drawdown_pct)}",
         f"Best trade: {best.symbol} {krw(best.pnl_krw)}" if best else "Best trade: none",
         f"Worst trade: {worst.symbol} {krw(worst.pnl_krw)}" if worst else "Worst trade: none",
         f"AI: {report.ai_approvals} approved, {report.ai_rejections} rejected, "
@@ -162,7 +164,7 @@ def template_summary(report: DailyReport) -> list[str]:
     return [
         f"{report.date}: {tone}, net PnL {krw(report.pnl_krw)} over {report.trades} fills.",
         f"Win rate {pct(report.win_rate_pct)} on {report.sells} closed trades; "
-        f"max drawdown {pct(report.max_drawdown_pct, 2)}.",
+        f"max drawdown {pct(report.max_drawdown_pct)}.",
         f"AI second opinion: {report.ai_approvals} approved, {report.ai_rejections} rejected "
         f"(${report.ai_cost_usd:.4f}).",
     ]

@@ -15,6 +15,7 @@ the fold's best given all of the fold's trials (see ``overfitting``).
 from __future__ import annotations
 
 import math
+import warnings
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -70,7 +71,10 @@ def _importance(study: Any) -> dict[str, float]:
     import optuna
 
     try:
-        raw = optuna.importance.get_param_importances(study)
+        with warnings.catch_warnings():
+            # PED-ANOVA warns when the top trials are all trials (equal importances then)
+            warnings.simplefilter("ignore", UserWarning)
+            raw = optuna.importance.get_param_importances(study)
     except (RuntimeError, ValueError, ZeroDivisionError):
         return {}
     return {k: _r(v, 6) or 0.0 for k, v in sorted(raw.items())}
@@ -246,7 +250,7 @@ def patch_yaml(doc: Mapping[str, Any]) -> str:
     head = (
         f"# coinpilot optimize, study {doc['study']}: fold {chosen['fold']}'s in-sample best.\n"
         f"# Out of sample ({chosen['test'][0]} .. {chosen['test'][1]}): "
-        f"{doc['objective']} {oos['raw']}, return {oos['return_pct']} %, "
+        f"objective ({doc['objective']}) {oos['raw']:.4f}, net return {oos['return_pct']:.4f} %, "
         f"{oos['trades']} trades.\n"
         "# Merge these keys over config/coinpilot.yaml, then run `coinpilot check-config`.\n"
     )

@@ -23,7 +23,7 @@ import os
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +60,6 @@ class Spec:
     trials: int
     seed: int
     fixed_regime: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def fold_list(self) -> list[Fold]:
         return [Fold(**f) for f in self.folds]
@@ -213,7 +212,15 @@ async def _load_db(source: Mapping[str, Any], settings: Settings) -> dict[str, C
     from coinpilot.commands.job import open_job_context
 
     async with contextlib.AsyncExitStack() as stack:
-        pool = (await open_job_context(stack, settings)).pool
+        if settings.env.database_url is not None:
+            # Reading candles needs neither Redis nor migrations: every worker just connects.
+            from coinpilot.adapters.db import create_pool
+
+            dsn = settings.env.database_url.get_secret_value()
+            pool = await create_pool(dsn, min_size=1, max_size=2)
+            stack.push_async_callback(pool.close)
+        else:
+            pool = (await open_job_context(stack, settings)).pool
         start = datetime.fromisoformat(source["start"])
         end = datetime.fromisoformat(source["end"])
         return await data.load_db(pool, source["symbols"], start, end)

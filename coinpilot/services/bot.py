@@ -52,6 +52,7 @@ from coinpilot.domain.strategy import (
     evaluate_exit,
 )
 from coinpilot.observability import Health, Metrics
+from coinpilot.services import control
 from coinpilot.services.base import PeriodicService
 from coinpilot.services.minute_events import MinuteEvents, MinuteStored
 from coinpilot.services.windows import CandleWindows
@@ -160,6 +161,7 @@ class BotService(PeriodicService):
         """
         await self.reconcile()
         if self.minute_events is None:
+            await self._read_windows()
             return
         log.info("bot_waiting_for_backfill")
         await self.minute_events.caught_up.wait()
@@ -175,6 +177,11 @@ class BotService(PeriodicService):
                 self.stored[sym] = max(ts, self.stored.get(sym, ts))
         await self._resume_point(self.clock.now())
         await self._explain_waiting_exits()
+        await self._read_windows()
+
+    async def _read_windows(self) -> None:
+        """Every candle window read whole now, so the first cycle only tops them up."""
+        await self.windows.load(self.pool, self.watched_symbols(), self.clock.now())
 
     async def reconcile(self) -> None:
         """Crash-only recovery: the database is the truth; Redis caches are rebuilt from it."""
@@ -296,9 +303,15 @@ class BotService(PeriodicService):
         for sym in [s for s in symbols if s in state.positions]:
             outcomes[sym] = await self._isolated(sym, self._exit(sym, inputs, state))
         state = await ledger.load_state(self.pool, self.app, inputs.now, inputs.marks)
+        paused = await control.entries_paused(self.pool)  # the operator's pause; exits go on
         # A symbol that just exited may enter again on this candle, as in the backtest; this
         # also makes re-running an interrupted cycle give the same result.
         for sym in [s for s in symbols if s in self.symbols and s not in state.positions]:
+            if paused:
+                outcomes.setdefault(sym, Outcome(sym, "SKIP", "entries_paused",
+                                                 "new entries paused by the operator",
+                                                 inputs.regimes.get(sym, "UNKNOWN")))  # fmt: skip
+                continue
             outcome = await self._isolated(sym, self._entry(sym, inputs, state))
             if outcome.action == "BUY":
                 state = await ledger.load_state(self.pool, self.app, inputs.now, inputs.marks)
@@ -482,6 +495,9 @@ class BotService(PeriodicService):
         if self.lock is not None and not self.lock.held:
             return Outcome(c.symbol, "SKIP", "daemon_lock_lost", str(self.lock.lost_reason),
                            c.regime, c.price, c.candle_ts, info)  # fmt: skip
+        if await control.entries_paused(self.pool):  # paused while the AI was deciding
+            return Outcome(c.symbol, "SKIP", "entries_paused", "new entries paused by the "
+                           "operator", c.regime, c.price, c.candle_ts, info)  # fmt: skip
         async with self._ledger_lock:
             state = await ledger.load_state(self.pool, self.app, now, marks)
             inputs = Inputs(now, {}, {c.symbol: c.regime}, high_vol, {}, mark_prices=marks)

@@ -32,6 +32,7 @@ from coinpilot.config import CollectorConfig
 from coinpilot.errors import DependencyDown
 from coinpilot.observability import Health, Metrics
 from coinpilot.services.base import PeriodicService
+from coinpilot.services.candle_stream import CandleStream
 from coinpilot.services.minute_events import MinuteEvents
 
 log = structlog.get_logger(__name__)
@@ -173,6 +174,24 @@ class Collector(PeriodicService):
             per_request=config.candles_per_request,
             on_stored=self.announce if events is not None else None,
         )
+        # collector.source: websocket sets this; REST then fills gaps and re-reads minutes.
+        self.stream: CandleStream | None = None
+        self._sync = asyncio.Lock()
+        self._stop: asyncio.Event | None = None
+        self._stream_task: asyncio.Task[None] | None = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """REST cycles as always; with a stream, the socket runs beside them after start-up."""
+        self._stop = stop
+        try:
+            await super().run(stop)
+        finally:
+            if self._stream_task is not None:
+                await self._stream_task
+
+    def _start_stream(self) -> None:
+        if self.stream is not None and self._stop is not None and self._stream_task is None:
+            self._stream_task = asyncio.create_task(self.stream.run(self._stop), name="stream")
 
     async def startup(self) -> None:
         """Check the symbols once, then catch up (the backfill) before the first cycle.
@@ -191,6 +210,7 @@ class Collector(PeriodicService):
             self.announcing = True
             if self.events is not None:
                 self.events.caught_up.set()
+            self._start_stream()
         log.info(
             "collector_backfilled",
             stored=sum(r.stored for r in results),
@@ -216,7 +236,10 @@ class Collector(PeriodicService):
         """Publish each minute a commit inserted or changed (not during the catch-up)."""
         if self.events is None or not self.announcing:
             return
+        now = self.clock.now()
         for minute in changed:
+            latency = (now - minute.ts - MINUTE).total_seconds()
+            self.metrics.minute_store_latency.labels(kind="rest").observe(max(0.0, latency))
             self.events.publish(
                 minute.symbol, minute.ts, corrected=not minute.inserted, source="rest"
             )
@@ -245,7 +268,19 @@ class Collector(PeriodicService):
 
     async def run_once(self, *, upto: datetime | None = None) -> list[SyncResult]:
         """Fetch and store every watched symbol's closed candles up to the clock's now
-        (or only the minutes before ``upto``, leaving the latest to the stream)."""
+        (or only the minutes before ``upto``). While the stream is up, the minute that just
+        closed is the stream's: REST re-reads the ones before it (late corrections, misses)."""
+        if upto is None and self.stream is not None and self.stream.connected:
+            upto = floor_minute(self.clock.now()) - MINUTE
+        async with self._sync:
+            return await self._run_once(upto)
+
+    async def fill_gap(self) -> list[SyncResult]:
+        """Every closed minute up to now over REST (after the stream was down)."""
+        async with self._sync:
+            return await self._run_once(None)
+
+    async def _run_once(self, upto: datetime | None) -> list[SyncResult]:
         if not self.symbols_checked:
             await self.check_symbols()
         await self.refresh_held()
@@ -352,6 +387,7 @@ async def held_markets(pool: asyncpg.Pool) -> set[str]:
 
 def build_collector(deps: Any) -> Collector:
     from coinpilot.adapters.upbit import client_from_settings
+    from coinpilot.adapters.upbit_ws import stream_url
 
     client = client_from_settings(deps.http, deps.settings, deps.clock, deps.metrics)
     collector = Collector(
@@ -365,6 +401,19 @@ def build_collector(deps: Any) -> Collector:
         events=deps.minute_events,
         held=lambda: held_markets(deps.pool),
     )
+    app = deps.settings.app
+    if app.collector.source == "websocket":
+        collector.stream = CandleStream(
+            http=deps.http,
+            url=stream_url(app.upbit.base_url, app.upbit.ws_url),
+            symbols=collector.watched,
+            pool=deps.pool,
+            config=app.collector,
+            clock=deps.clock,
+            metrics=deps.metrics,
+            events=deps.minute_events,
+            on_reconnect=collector.fill_gap,
+        )
     # Other services read the symbols that survived the start-up check from here.
     deps.extras["collector"] = collector
     return collector

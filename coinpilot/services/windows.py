@@ -1,12 +1,13 @@
 """The bot's candle windows, kept in memory and topped up each cycle.
 
 Reading 200 symbols × 200 candles from PostgreSQL every minute costs most of a cycle, while
-only one new minute per symbol arrives. So the first cycle (and every `full_every`-th one)
-reads the whole windows; the others read only what is newer than each symbol's newest
-cached candle minus an overlap of `overlap` minutes, which also picks up the collector's
-late corrections of recent minutes. The periodic full read heals anything older that
-changed underneath (an import, a manual fix). The result equals a full read.
-"""
+only one new minute per symbol arrives. So a symbol's window is read whole once (the bot
+does that at start-up, before its first cycle) and then only what is newer than its
+newest cached candle minus an overlap of `overlap` minutes, which also picks up the
+collector's late corrections of recent minutes. Each symbol is also read whole again once
+every `full_every` cycles, which heals anything older that changed underneath (an import,
+a manual fix); those re-reads are spread over the cycles, a few symbols each, so no cycle
+pays for all of them at once. The result equals a full read."""
 
 from __future__ import annotations
 
@@ -41,9 +42,13 @@ class CandleWindows:
     async def load(
         self, pool: asyncpg.Pool, symbols: Sequence[str], now: datetime
     ) -> dict[str, Candles]:
-        full = self._reads % self.full_every == 0
+        turn = self._reads % self.full_every
         self._reads += 1
-        missing = [s for s in symbols if full or s not in self._cache or not len(self._cache[s])]
+        missing = [
+            s
+            for i, s in enumerate(symbols)
+            if i % self.full_every == turn or s not in self._cache or not len(self._cache[s])
+        ]
         if missing:
             self._cache.update(await md.load_closed_candles(pool, missing, self.window, now))
         cursors = {}

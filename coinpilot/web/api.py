@@ -16,7 +16,13 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import structlog
 
+from coinpilot.adapters import ledger
 from coinpilot.adapters.cache import REDIS_ERRORS
+from coinpilot.domain.exits import effective_exit_params
+from coinpilot.domain.fills import is_win
+from coinpilot.domain.indicators import rsi
+from coinpilot.domain.report import max_drawdown_pct
+from coinpilot.services import control
 from coinpilot.web import queries as q
 from coinpilot.web.series import bollinger, moving_average, regime_spans
 
@@ -103,9 +109,50 @@ async def _book(deps: Deps, conn: asyncpg.Connection) -> dict[str, Any]:
     }
 
 
+async def _performance(
+    deps: Deps, conn: asyncpg.Connection, book: dict[str, Any]
+) -> dict[str, Any]:
+    """All-time figures and the realized equity curve, from bounded reads.
+
+    PnL, gross and fees are all-time from the account row. Win rate, round trips and max
+    drawdown cover the newest ``MAX_ROUND_TRIPS`` round trips (all of them until there are
+    more, and ``complete`` says so). The curve is the equity after each round trip's net
+    PnL, anchored so that its last point is the account's realized equity.
+    """
+    acct = book["account"] or {}
+    initial = acct.get("initial_balance", Decimal(deps.settings.app.risk.initial_balance_krw))
+    gross = acct.get("realized_pnl", Decimal(0))
+    fees = acct.get("fees_paid", Decimal(0))
+    trips = await q.recent_round_trips(conn)
+    open_fees = await q.open_entry_fees(conn) if book["positions"] else Decimal(0)
+    nets = [t["net_pnl"] for t in trips]
+    realized_equity = initial + gross - fees + open_fees  # every closed round trip, net
+    start = realized_equity - sum(nets, Decimal(0))
+    curve, equity = [], start
+    for t, net in zip(trips, nets, strict=True):
+        equity += net
+        curve.append({"t": _epoch(t["exit_at"]), "equity": equity})
+    wins = sum(1 for n in nets if is_win(n))
+    cost = sum((p["cost_basis"] for p in book["positions"]), Decimal(0))
+    return {
+        "pnl_krw": book["equity"] - initial,
+        "gross_krw": gross,
+        "fees_krw": fees,
+        "unrealized_krw": book["exposure"] - cost,
+        "round_trips": len(trips),
+        "complete": len(trips) < q.MAX_ROUND_TRIPS,
+        "wins": wins,
+        "win_rate_pct": (Decimal(wins) / len(trips) * HUNDRED) if trips else None,
+        "max_drawdown_pct": max_drawdown_pct(start, nets),
+        "curve_start": start,
+        "curve": curve,
+    }
+
+
 async def overview(deps: Deps) -> dict[str, Any]:
     async with deps.pool.acquire() as conn:
         book = await _book(deps, conn)
+        book["performance"] = await _performance(deps, conn, book)
     symbols = list(deps.settings.app.symbols)
     keys = [deps.keys.status(s) for s in symbols] + [deps.keys.regime(s) for s in symbols]
     raw = await _redis_get_many(deps, keys)
@@ -142,6 +189,11 @@ def _page(rows: list[q.Row], f: q.ListFilter) -> dict[str, Any]:
 async def trades(deps: Deps, f: q.ListFilter) -> dict[str, Any]:
     async with deps.pool.acquire() as conn:
         return _page(await q.trades(conn, f), f)
+
+
+async def round_trips(deps: Deps, f: q.ListFilter) -> dict[str, Any]:
+    async with deps.pool.acquire() as conn:
+        return _page(await q.round_trips(conn, f), f)
 
 
 async def decisions(deps: Deps, f: q.ListFilter) -> dict[str, Any]:
@@ -197,10 +249,37 @@ def _bucket(ts: datetime, interval: str) -> datetime:
     return ts.replace(minute=0, second=0, microsecond=0) if interval == "1h" else ts
 
 
+def _levels(pos: q.Row | None, regime: str | None, deps: Deps) -> list[dict[str, Any]]:
+    """The open position's entry, stop-loss, take-profit and trailing levels, as the exit
+    rules would test them now (the entry regime's, or after a change the current one's
+    with the tighter stop loss)."""
+    if pos is None:
+        return []
+    p = effective_exit_params(pos["regime"], regime, deps.settings.app.regimes)
+    avg, hwm = pos["avg_price"], pos["high_water_mark"]
+    frac = lambda x: Decimal(repr(float(x)))  # noqa: E731 (the exit rules' own conversion)
+    activation = avg * (1 + frac(p.trailing_stop_activation_pct))
+    active = hwm >= activation
+    levels = [
+        {"kind": "entry", "label": "entry", "price": avg},
+        {"kind": "stop_loss", "label": "stop loss", "price": avg * (1 - frac(p.stop_loss_pct))},
+        {"kind": "take_profit", "label": "take profit",
+         "price": avg * (1 + frac(p.take_profit_pct))},
+    ]  # fmt: skip
+    if active:
+        trail = hwm * (1 - frac(p.trailing_stop_pct))
+        levels.append({"kind": "trailing_stop", "label": "trailing stop", "price": trail})
+    else:
+        levels.append({"kind": "trailing_activation", "label": "trailing starts",
+                       "price": activation})  # fmt: skip
+    return levels
+
+
 async def market(deps: Deps, symbol: str, interval: str) -> dict[str, Any]:
-    """Candles with MA20, Bollinger bands, regime spans and trade markers, oldest first."""
+    """Candles with MA20, Bollinger bands, RSI14, regime spans, fill markers and the open
+    position's exit levels, oldest first."""
     count = INTERVALS[interval]
-    warmup = 19  # the first MA20 value needs 19 earlier candles
+    warmup = 60  # MA20 needs 19 earlier candles; RSI14's smoothing settles within ~60
     async with deps.pool.acquire() as conn:
         if interval == "1h":
             rows = await q.candles_1h(conn, symbol, count + warmup)
@@ -209,7 +288,9 @@ async def market(deps: Deps, symbol: str, interval: str) -> dict[str, Any]:
         closes = [float(r["close_price"]) for r in rows]
         ma = moving_average(closes, 20)
         _, upper, lower = bollinger(closes)
+        rsi14 = [None if v != v else round(float(v), 2) for v in rsi(closes, 14)] if rows else []
         rows, ma, upper, lower = rows[-count:], ma[-count:], upper[-count:], lower[-count:]
+        rsi14 = rsi14[-count:]
         spans: list[dict[str, Any]] = []
         fills: list[q.Row] = []
         if rows:
@@ -217,12 +298,19 @@ async def market(deps: Deps, symbol: str, interval: str) -> dict[str, Any]:
             end = rows[-1]["ts"] + STEP[interval]
             regimes = await q.regimes_between(conn, symbol, start, end)
             spans = regime_spans([(r["detected_at"], r["regime"]) for r in regimes], start, end)
-            fills = await q.trades_between(conn, symbol, start, end)
+            # A fill executes just after its candle closes: read a minute past the window
+            # so the newest candle's fill is drawn as soon as the page reports it.
+            found = await q.trades_between(conn, symbol, start, end + timedelta(minutes=1))
+            fills = [f for f in found if start <= (f["candle_ts"] or f["executed_at"]) < end]
+        held = next((p for p in await q.positions(conn) if p["symbol"] == symbol), None)
     raw = await _redis_get_many(deps, [deps.keys.status(symbol), deps.keys.regime(symbol)])
+    regime = raw[1] if raw else None
+    tz = deps.settings.app.tz
     return {
         "symbol": symbol,
         "interval": interval,
         "timezone": deps.settings.app.timezone,
+        "tz_label": deps.clock.now().astimezone(tz).strftime("%Z"),
         "candles": [
             {
                 "t": _epoch(r["ts"]),
@@ -237,6 +325,7 @@ async def market(deps: Deps, symbol: str, interval: str) -> dict[str, Any]:
         "ma20": ma,
         "bb_upper": upper,
         "bb_lower": lower,
+        "rsi14": rsi14,
         "regimes": [
             {"start": _epoch(s["start"]), "end": _epoch(s["end"]), "regime": s["regime"]}
             for s in spans
@@ -246,12 +335,16 @@ async def market(deps: Deps, symbol: str, interval: str) -> dict[str, Any]:
                 "t": _epoch(_bucket(f["candle_ts"] or f["executed_at"], interval)),
                 "side": f["side"],
                 "price": float(f["price"]),
+                "quantity": str(f["quantity"]),
+                "executed_at": _epoch(f["executed_at"]),
                 "exit_reason": f["exit_reason"],
             }
             for f in fills
         ],
+        "position": held,
+        "levels": _levels(held, regime, deps),
         "status": _json_or_none(raw[0]) if raw else None,
-        "regime": raw[1] if raw else None,
+        "regime": regime,
     }
 
 
@@ -304,11 +397,13 @@ async def system(deps: Deps) -> dict[str, Any]:
             latest = await q.latest_candles(conn, symbols)
             jobs = await q.job_runs(conn)
             outbox: dict[str, Any] | None = await q.outbox_state(conn)
+            controls: dict[str, Any] | None = vars(await control.state(conn))
+            held = sorted(await ledger.positions(conn))
     except DB_ERRORS as exc:
         # The System page is where an operator looks when the database is down: still render.
         deps.metrics.dependency_error("postgres", "dashboard_read")
         log.warning("dashboard_query_failed", path="system", error=type(exc).__name__)
-        latest, jobs, outbox = {}, [], None
+        latest, jobs, outbox, controls, held = {}, [], None, None, []
     candles = []
     for s in symbols:
         ts = latest.get(s, {}).get("ts")
@@ -321,6 +416,8 @@ async def system(deps: Deps) -> dict[str, Any]:
         "candles": candles,
         "jobs": jobs,
         "outbox": outbox,
+        "control": controls,
+        "positions": held,
         "ai": {
             "mode": deps.settings.ai_mode,
             "model": deps.settings.model_id,

@@ -12,7 +12,8 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from coinpilot.config import Settings
-from coinpilot.web import tables
+from coinpilot.domain import money_format
+from coinpilot.web import controls, tables
 from coinpilot.web.tables import esc
 
 NAV = (
@@ -117,10 +118,40 @@ def overview(p: dict[str, Any], ctx: Ctx) -> str:
     note_html = "".join(f'<p class="note warn">{esc(n)}</p>' for n in notes)
     body = (
         f'<div class="cards">{"".join(cards)}</div>{note_html}'
+        + _performance(p["performance"], tz)
         + section("Open positions", tables.positions(p["positions"], tz))
         + section("Last decision per symbol", tables.symbol_status(p["symbols"], tz))
     )
     return layout("Overview", "/", body, ctx)
+
+
+def _performance(perf: dict[str, Any], tz: Any) -> str:
+    """All-time PnL net of fees (gross, fees and open positions beside it) and the curve."""
+    n = perf["round_trips"]
+    scope = "" if perf["complete"] else f" (latest {n:,})"
+    cards = [
+        card(
+            "All-time PnL (KRW)",
+            f"{tables.signed(perf['pnl_krw'])} <small>gross {tables.signed(perf['gross_krw'])}"
+            f" · fees {tables.krw(perf['fees_krw'])} · open "
+            f"{tables.signed(perf['unrealized_krw'])}</small>",
+            _tone(perf["pnl_krw"]),
+        ),
+        card(
+            f"Win rate{scope}",
+            f"{esc(money_format.percent(perf['win_rate_pct']))}"
+            f" <small>{esc(perf['wins'])}/{esc(n)}</small>",
+        ),
+        card(f"Round trips{scope}", esc(f"{n:,}")),
+        card(f"Max drawdown{scope}", esc(money_format.percent(perf["max_drawdown_pct"]))),
+        card("Fees paid (KRW)", tables.krw(perf["fees_krw"])),
+    ]
+    return f'<div class="cards" id="all-time">{"".join(cards)}</div>' + section(
+        "Equity",
+        tables.equity_svg(perf["curve"], perf["curve_start"], tz),
+        "Realized equity after each closed round trip, net of both fees; "
+        "open positions are in the equity card above.",
+    )
 
 
 def _link(path: str, label: str, params: dict[str, Any], current: bool) -> str:
@@ -149,7 +180,11 @@ def market(p: dict[str, Any], ctx: Ctx) -> str:
         '<figcaption class="legend"><span class="k-ma">MA20</span><span class="k-bb">Bollinger'
         ' 20, 2σ</span><span class="k-buy">▲ buy</span><span class="k-sell">▼ sell</span>'
         '<span class="k-bull">BULL</span><span class="k-side">SIDEWAYS</span>'
-        '<span class="k-bear">BEAR</span></figcaption></figure>'
+        '<span class="k-bear">BEAR</span><span class="k-sl">stop loss</span>'
+        '<span class="k-tp">take profit</span><span class="k-trail">trailing</span>'
+        '<span class="k-rsi">RSI14 (30/70)</span>'
+        f"<span>times in {esc(settings.app.timezone)} ({esc(p['tz_label'])})</span>"
+        "</figcaption></figure>"
     )
     if not p["candles"]:
         chart = '<p class="empty">No candles stored for this symbol yet.</p>'
@@ -160,9 +195,11 @@ def market(p: dict[str, Any], ctx: Ctx) -> str:
     )
     reason = status.get("reason")
     reason_html = f'<p class="reason">{esc(reason)}</p>' if reason else ""
+    mark = p["candles"][-1]["c"] if p["candles"] else None
     body = (
         f'<nav class="tabs">{tabs}</nav><nav class="tabs small">{toggles}</nav>'
         f"{chart}{facts}{reason_html}"
+        + section("Open position: exit levels", tables.levels(p["levels"], mark))
         + section("Fills in this window", tables.markers(p["trades"], tz))
     )
     return layout(f"Market · {sym}", "/market", body, ctx)
@@ -198,10 +235,15 @@ def _pager(request: web.Request, key: str, page: dict[str, Any]) -> str:
 def history(p: dict[str, Any], ctx: Ctx) -> str:
     settings, request = ctx.settings, ctx.request
     tz = settings.app.tz
-    trades, decisions = p["trades"], p["decisions"]
+    trips, trades, decisions = p["round_trips"], p["trades"], p["decisions"]
     body = (
         _filter_form(request, settings)
-        + section("Trades", tables.trades(trades["items"], tz) + _pager(request, "tpage", trades))
+        + section(
+            "Round trips",
+            tables.round_trips(trips["items"], tz) + _pager(request, "rpage", trips),
+            "Net PnL is after the BUY's and the SELL's fee; gross and fees are beside it.",
+        )
+        + section("Fills", tables.trades(trades["items"], tz) + _pager(request, "tpage", trades))
         + section(
             "AI decisions",
             tables.decisions(decisions["items"], tz) + _pager(request, "dpage", decisions),
@@ -251,6 +293,7 @@ def system(p: dict[str, Any], ctx: Ctx) -> str:
         + section("Scheduled jobs", tables.jobs(p["jobs"], tz))
         + section("Notifications", tables.outbox(p["outbox"], tz) if p["outbox"] else "")
         + section("AI guardrails", tables.guardrails(p["ai"]["guardrails"]))
+        + section("Controls", controls.panel(p.get("control"), p.get("positions", [])))
     )
     return layout("System", "/system", body, ctx)
 

@@ -18,6 +18,7 @@ Row = dict[str, Any]
 
 MAX_PAGE_SIZE = 200
 MAX_CANDLES = 500
+MAX_ROUND_TRIPS = 1000  # the equity curve and the all-time stats read at most this many
 
 
 @dataclass(frozen=True)
@@ -71,12 +72,12 @@ async def daily_risk(conn: asyncpg.Connection, trade_date: Any) -> Row | None:
     return dict(rec) if rec else None
 
 
-def _where(f: ListFilter, time_col: str) -> tuple[str, list[Any]]:
+def _where(f: ListFilter, time_col: str, symbol_col: str = "symbol") -> tuple[str, list[Any]]:
     clauses: list[str] = []
     args: list[Any] = []
     if f.symbol is not None:
         args.append(f.symbol)
-        clauses.append(f"symbol = ${len(args)}")
+        clauses.append(f"{symbol_col} = ${len(args)}")
     if f.start is not None:
         args.append(f.start)
         clauses.append(f"{time_col} >= ${len(args)}")
@@ -87,16 +88,76 @@ def _where(f: ListFilter, time_col: str) -> tuple[str, list[Any]]:
 
 
 async def trades(conn: asyncpg.Connection, f: ListFilter) -> list[Row]:
-    """Fills, newest first; fetches one extra row so the caller knows if a next page exists."""
+    """Fills, newest first; fetches one extra row so the caller knows if a next page exists.
+
+    A SELL also carries its round trip: the BUY it closed is named in its idempotency key
+    (a primary-key probe), so net PnL = gross - both fees, as Discord and the backtest say.
+    """
     where, args = _where(f, "executed_at")
     args += [min(f.limit, MAX_PAGE_SIZE) + 1, f.offset]
     sql = (
         "SELECT id, symbol, side, price, quantity, notional, fee, realized_pnl, entry_price,"
-        " regime, exit_reason, strategy_name, candle_ts, executed_at"
+        " regime, exit_reason, strategy_name, candle_ts, executed_at,"
+        " (SELECT b.fee FROM trading_history b WHERE b.id ="
+        " NULLIF(split_part(trading_history.idempotency_key, '|', 4), '')::uuid) AS entry_fee"
         f" FROM trading_history{where}"
         f" ORDER BY executed_at DESC, id LIMIT ${len(args) - 1} OFFSET ${len(args)}"
     )
+    rows = _rows(await conn.fetch(sql, *args))
+    for row in rows:
+        entry_fee = row.pop("entry_fee")
+        known = row["side"] == "SELL" and entry_fee is not None
+        row["round_trip_fees"] = row["fee"] + entry_fee if known else None
+        row["net_pnl"] = row["realized_pnl"] - row["round_trip_fees"] if known else None
+    return rows
+
+
+# A SELL closes the whole position its symbol's last BUY before it opened (one position per
+# symbol), so a round trip is a SELL joined to that BUY through the (symbol, time) index.
+_ROUND_TRIP = """
+    SELECT t.id, t.symbol, t.price AS exit_price, t.quantity, t.notional, t.fee AS exit_fee,
+           t.realized_pnl AS gross_pnl, t.entry_price, t.regime, t.exit_reason,
+           t.executed_at AS exit_at, b.executed_at AS entry_at,
+           COALESCE(b.fee, 0) AS entry_fee,
+           COALESCE(t.realized_pnl, 0) - t.fee - COALESCE(b.fee, 0) AS net_pnl
+    FROM trading_history t
+    LEFT JOIN LATERAL (
+        SELECT executed_at, fee FROM trading_history b
+        WHERE b.symbol = t.symbol AND b.side = 'BUY' AND b.executed_at <= t.executed_at
+          AND b.id <> t.id
+        ORDER BY b.executed_at DESC LIMIT 1
+    ) b ON true
+"""
+
+
+async def round_trips(conn: asyncpg.Connection, f: ListFilter) -> list[Row]:
+    """Closed round trips (SELL with its BUY), newest exit first, one extra row like `trades`."""
+    where, args = _where(f, "t.executed_at", "t.symbol")
+    where = (where + " AND" if where else " WHERE") + " t.side = 'SELL'"
+    args += [min(f.limit, MAX_PAGE_SIZE) + 1, f.offset]
+    sql = (
+        f"{_ROUND_TRIP}{where}"
+        f" ORDER BY t.executed_at DESC, t.id LIMIT ${len(args) - 1} OFFSET ${len(args)}"
+    )
     return _rows(await conn.fetch(sql, *args))
+
+
+async def recent_round_trips(conn: asyncpg.Connection, limit: int = MAX_ROUND_TRIPS) -> list[Row]:
+    """The newest ``limit`` closed round trips, oldest first (equity curve and stats)."""
+    records = await conn.fetch(
+        f"{_ROUND_TRIP} WHERE t.side = 'SELL' ORDER BY t.executed_at DESC, t.id LIMIT $1",
+        min(limit, MAX_ROUND_TRIPS),
+    )
+    return _rows(list(reversed(records)))
+
+
+async def open_entry_fees(conn: asyncpg.Connection) -> Any:
+    """Fees of the BUYs of open positions: paid, but not yet part of any round trip."""
+    return await conn.fetchval(
+        "SELECT COALESCE(sum(b.fee), 0) FROM (SELECT entry_trade_id FROM positions"
+        " ORDER BY symbol LIMIT 100) p"
+        " JOIN trading_history b ON b.id = p.entry_trade_id"
+    )
 
 
 async def decisions(conn: asyncpg.Connection, f: ListFilter) -> list[Row]:

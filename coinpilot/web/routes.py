@@ -15,7 +15,7 @@ from uuid import UUID
 import structlog
 from aiohttp import web
 
-from coinpilot.web import api, pages
+from coinpilot.web import api, controls, pages
 from coinpilot.web import queries as q
 from coinpilot.web.auth import auth_middleware, login_handler, require_token_when_exposed
 
@@ -158,10 +158,16 @@ async def _decisions(request: web.Request, deps: Deps) -> Any:
     return await api.decisions(deps, parse_filter(request, deps))
 
 
+async def _round_trips(request: web.Request, deps: Deps) -> Any:
+    return await api.round_trips(deps, parse_filter(request, deps))
+
+
 async def _history(request: web.Request, deps: Deps) -> Any:
+    trips_f = parse_filter(request, deps, prefix="r")
     trades_f = parse_filter(request, deps, prefix="t")
     decisions_f = parse_filter(request, deps, prefix="d")
     return {
+        "round_trips": await api.round_trips(deps, trips_f),
         "trades": await api.trades(deps, trades_f),
         "decisions": await api.decisions(deps, decisions_f),
     }
@@ -207,6 +213,7 @@ def install(deps: Deps) -> Callable[[web.Application], None]:
             ("/api/overview", _overview),
             ("/api/market/{symbol}", _market),
             ("/api/trades", _trades),
+            ("/api/round-trips", _round_trips),
             ("/api/decisions", _decisions),
             ("/api/risk", _risk),
             ("/api/system", _system),
@@ -220,6 +227,7 @@ def install(deps: Deps) -> Callable[[web.Application], None]:
             ("/system", _system, pages.system),
         ):
             r.add_get(path, _page_route(view, render, deps, slots))
+        controls.install(app, deps)
         r.add_static("/static/", STATIC_DIR, append_version=False)
         r.add_get("/favicon.ico", _favicon)
 

@@ -9,6 +9,8 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from coinpilot.domain import money_format
+
 
 def esc(value: Any) -> str:
     return html.escape("" if value is None else str(value), quote=True)
@@ -24,30 +26,27 @@ def when(ts: datetime | str | None, tz: ZoneInfo) -> str:
             return ts
     else:
         parsed = ts
-    return parsed.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S")
+    return parsed.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
 def krw(value: Decimal | float | None) -> str:
-    return "—" if value is None else f"{Decimal(str(value)):,.0f}"
+    return money_format.won(value)
 
 
 def signed(value: Decimal | None) -> str:
-    return "—" if value is None else f"{value:+,.0f}"
+    return money_format.won(value, sign=True)
 
 
 def price(value: Any) -> str:
-    if value is None:
-        return "—"
-    v = Decimal(str(value))
-    return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:,.4f}".rstrip("0").rstrip(".")
+    return money_format.price(value)
 
 
 def pct(value: Any) -> str:
-    return "—" if value is None else f"{Decimal(str(value)):+.2f}%"
+    return money_format.percent(value, sign=True)
 
 
 def qty(value: Any) -> str:
-    return "—" if value is None else f"{Decimal(str(value)).normalize():f}"
+    return money_format.quantity(value)
 
 
 def json_for_script(payload: Any) -> str:
@@ -121,13 +120,15 @@ def markers(items: list[dict[str, Any]], tz: ZoneInfo) -> str:
     rows = [
         [
             esc(when(datetime.fromtimestamp(t["t"], tz), tz)),
+            esc(when(datetime.fromtimestamp(t["executed_at"], tz), tz)),
             f'<span class="side-{esc(t["side"].lower())}">{esc(t["side"])}</span>',
             price(t["price"]),
+            qty(t["quantity"]),
             esc(t["exit_reason"] or ""),
         ]
         for t in items
     ]
-    heads = ("Candle", "Side", "Price", "Exit reason")
+    heads = ("Candle", "Executed", "Side", "Price", "Quantity", "Exit reason")
     return table(heads, rows, "No fills in this window.", "fills")
 
 
@@ -141,17 +142,99 @@ def trades(items: list[dict[str, Any]], tz: ZoneInfo) -> str:
             qty(t["quantity"]),
             krw(t["notional"]),
             krw(t["fee"]),
-            signed(t["realized_pnl"]),
+            signed(t.get("net_pnl")) if t.get("net_pnl") is not None else "",
+            signed(t["realized_pnl"]) if t["side"] == "SELL" else "",
+            krw(t.get("round_trip_fees")) if t.get("round_trip_fees") is not None else "",
             esc(t["regime"] or ""),
             esc(t["exit_reason"] or ""),
         ]
         for t in items
     ]
+    # Net of both fees first, as Discord and the backtest report it; gross and fees beside.
     heads = (
-        "Executed", "Symbol", "Side", "Price", "Quantity", "Notional", "Fee", "PnL", "Regime",
-        "Exit reason",
+        "Executed", "Symbol", "Side", "Price", "Quantity", "Notional", "Fee", "Net PnL",
+        "Gross PnL", "Round-trip fees", "Regime", "Exit reason",
     )  # fmt: skip
     return table(heads, rows, "No trades match.", "trades")
+
+
+def round_trips(items: list[dict[str, Any]], tz: ZoneInfo) -> str:
+    """Closed round trips: net PnL after both fees first, gross and fees beside it."""
+    rows = []
+    for t in items:
+        # What the round trip cost: the position's cost basis plus the BUY's fee.
+        basis = t["notional"] - t["gross_pnl"] if t["gross_pnl"] is not None else None
+        cost = basis + t["entry_fee"] if basis is not None else None
+        net_pct = t["net_pnl"] / cost * 100 if cost else None
+        rows.append(
+            [
+                esc(t["symbol"]),
+                esc(when(t["entry_at"], tz)),
+                price(t["entry_price"]),
+                esc(when(t["exit_at"], tz)),
+                price(t["exit_price"]),
+                qty(t["quantity"]),
+                esc(t["exit_reason"] or ""),
+                _pnl_cell_krw(t["net_pnl"]),
+                _pnl_cell(net_pct),
+                signed(t["gross_pnl"]),
+                krw(t["entry_fee"] + t["exit_fee"]),
+                esc(t["regime"] or ""),
+            ]
+        )
+    heads = (
+        "Symbol", "Entry", "Entry price", "Exit", "Exit price", "Quantity", "Exit reason",
+        "Net PnL (KRW)", "Net %", "Gross (KRW)", "Fees (KRW)", "Regime",
+    )  # fmt: skip
+    return table(heads, rows, "No closed round trips match.", "round-trips")
+
+
+def _pnl_cell_krw(value: Any) -> str:
+    if value is None:
+        return "—"
+    tone = "up" if Decimal(str(value)) > 0 else "down" if Decimal(str(value)) < 0 else ""
+    return f'<span class="{tone}">{signed(value)}</span>'
+
+
+def levels(items: list[dict[str, Any]], mark: Any) -> str:
+    """The open position's exit levels with their distance from the last price."""
+    now = money_format.to_decimal(mark)
+    rows = []
+    for lv in items:
+        gap = (Decimal(str(lv["price"])) - now) / now * 100 if now else None
+        rows.append([f'<span class="lv-{esc(lv["kind"])}">{esc(lv["label"])}</span>',
+                     price(lv["price"]), pct(gap)])  # fmt: skip
+    return table(("Level", "Price", "From last price"), rows, "No open position.", "levels")
+
+
+def equity_svg(curve: list[dict[str, Any]], start: Any, tz: ZoneInfo) -> str:
+    """The realized equity after each round trip as an inline SVG line (no script needed)."""
+    if not curve:
+        return '<p class="empty">No closed round trips yet.</p>'
+    values = [float(start)] + [float(p["equity"]) for p in curve]
+    lo, hi = min(values), max(values)
+    if hi == lo:
+        hi, lo = hi + 1, lo - 1
+    w, h, left, right, top, bottom = 900, 240, 10, 110, 12, 34
+    step = (w - left - right) / max(len(values) - 1, 1)
+    pts = " ".join(
+        f"{left + i * step:.1f},{top + (hi - v) / (hi - lo) * (h - top - bottom):.1f}"
+        for i, v in enumerate(values)
+    )
+    first = "start"
+    last = when(datetime.fromtimestamp(curve[-1]["t"], tz), tz)
+    y = lambda v: top + (hi - v) / (hi - lo) * (h - top - bottom)  # noqa: E731
+    return (
+        f'<figure class="equity-box"><svg id="equity-curve" viewBox="0 0 {w} {h}" role="img"'
+        f' aria-label="realized equity after each round trip" data-points="{len(values)}">'
+        f'<polyline fill="none" stroke="currentColor" stroke-width="2" points="{pts}"/>'
+        f'<text x="{w - right + 6}" y="{y(hi) + 4:.1f}">{esc(krw(hi))}</text>'
+        f'<text x="{w - right + 6}" y="{y(lo) + 4:.1f}">{esc(krw(lo))}</text>'
+        f'<text x="{left}" y="{h - 8}">{esc(first)}</text>'
+        f'<text x="{w - right}" y="{h - 8}" text-anchor="end">{esc(last)}</text>'
+        "</svg><figcaption>Equity after each closed round trip, net of fees (KRW)"
+        "</figcaption></figure>"
+    )
 
 
 def decisions(items: list[dict[str, Any]], tz: ZoneInfo) -> str:
@@ -194,7 +277,7 @@ def usage(items: dict[str, dict[str, Any]]) -> str:
         fmt = krw if key.endswith("_krw") else esc
         bar = (
             f'<progress max="100" value="{esc(min(Decimal(100), u["pct"]))}"></progress>'
-            f" {esc(u['pct'])}%"
+            f" {esc(money_format.percent(u['pct']))}"
             if u["pct"] is not None
             else "—"
         )

@@ -9,12 +9,19 @@ set, then answer 503: nothing delivered) or ``slow_next(hook, delay_s)`` (accept
 answer only after ``delay_s``).
 ``delivered`` records each accepted payload with its arrival time; ``requests`` records
 every request, accepted or not.
+
+Like Discord, the fake holds a client to what it was told: after an answer saying
+``X-RateLimit-Remaining: 0`` a request to that webhook before ``X-RateLimit-Reset-After``
+has passed draws an unscripted 429, and so does one sent before a 429's ``retry_after``
+(every webhook's after a global 429). ``Retry-After`` is the whole seconds rounded up, as
+in Discord's example (body 64.57, header 65).
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -98,6 +105,8 @@ class FakeDiscord:
     release: asyncio.Event = field(default_factory=asyncio.Event)
     # When set, every answer says the bucket is empty for the next 0.4 s (Remaining: 0).
     bucket_exhausted: bool = False
+    # monotonic time before which a webhook (or, under "*", every webhook) answers 429
+    blocked_until: dict[str, float] = field(default_factory=dict)
     # Ids of the messages created (wait=true), in order.
     message_ids: list[str] = field(default_factory=list)
 
@@ -151,6 +160,11 @@ class FakeDiscord:
                 wait,
                 web.json_response({"message": "Unknown Webhook", "code": 10015}, status=404),
             )
+        wait_s = max(self.blocked_until.get(key, 0.0), self.blocked_until.get("*", 0.0))
+        if arrived < wait_s:  # the client did not wait as it was told
+            global_ = self.blocked_until.get("*", 0.0) > arrived
+            script = Script(429, retry_after=round(wait_s - arrived, 3), global_=global_)
+            return self._record(key, 429, body, arrived, wait, self._scripted(script))
         queue = self.scripts.get(key) or []
         script = queue.pop(0) if queue else None
         if script is not None and script.stall:
@@ -163,6 +177,8 @@ class FakeDiscord:
         if script is not None and script.delay_s:
             delay, script = script.delay_s, None  # delivered below; only the answer is late
         if script is not None:
+            if script.status == 429:
+                self.blocked_until["*" if script.global_ else key] = arrived + script.retry_after
             return self._record(key, script.status, body, arrived, wait, self._scripted(script))
         problem = limit_errors(body)
         if problem is not None:
@@ -188,7 +204,11 @@ class FakeDiscord:
     ) -> web.StreamResponse:
         self.requests.append(Received(key, status, body, at, wait))
         remaining = 0 if status == 429 or self.bucket_exhausted else 4
-        response.headers.update(self._ratelimit_headers(remaining=remaining))
+        if self.bucket_exhausted and status != 429:
+            self.blocked_until[key] = max(self.blocked_until.get(key, 0.0), at + 0.4)
+        # A 429 already carries its own reset time; the defaults only fill the gaps.
+        for name, value in self._ratelimit_headers(remaining=remaining).items():
+            response.headers.setdefault(name, value)
         return response
 
     @staticmethod
@@ -215,9 +235,10 @@ class FakeDiscord:
             },
             status=429,
         )
-        resp.headers["Retry-After"] = str(max(1, round(script.retry_after)))
+        resp.headers["Retry-After"] = str(max(1, math.ceil(script.retry_after)))
         resp.headers["X-RateLimit-Scope"] = "global" if script.global_ else "user"
         resp.headers["X-RateLimit-Reset-After"] = f"{script.retry_after:.3f}"
+        resp.headers["X-RateLimit-Reset"] = f"{time.time() + script.retry_after:.3f}"
         if script.global_:
             resp.headers["X-RateLimit-Global"] = "true"
         return resp

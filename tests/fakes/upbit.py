@@ -19,7 +19,14 @@ The clock: ``set_now(dt)`` fixes it; ``FakeUpbit(clock=c)`` follows any Clock (a
 passes its SimulatedClock, so the collector and the fake agree on "now" without HTTP).
 Default: just after the last loaded candle, so every loaded minute is closed.
 
-Standalone: ``python -m tests.fakes.upbit --csv FILE[:MARKET] --port N [--now ISO]``.
+The WebSocket (``/websocket/v1``, see ``tests.fakes.upbit_ws``) is served by the same
+server and the same clock, so one base URL serves both; ``/_stats`` shows the counters.
+Live mode (``--live``) runs on the real clock with the CSV candles shifted by whole minutes
+so that they happen now: the current minute's candle grows through the minute and the next
+one arrives after the boundary. ``--markets N`` serves N markets from the files.
+
+Standalone: ``python -m tests.fakes.upbit --csv FILE[:MARKET] --port N [--now ISO]
+[--live [--history-min M]] [--markets N]``.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ import contextlib
 import json
 import re
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -43,6 +50,8 @@ from aiohttp import web
 
 from coinpilot.adapters.csvdata import read_csv
 from coinpilot.adapters.marketdata import CandleRow
+from coinpilot.clock import SystemClock
+from tests.fakes.upbit_ws import CandleStream, Subscription
 
 KST = timedelta(hours=9)
 NAMES = {"BTC": "Bitcoin", "ETH": "Ethereum", "XRP": "XRP", "SOL": "Solana", "DOGE": "Dogecoin"}
@@ -81,6 +90,24 @@ class Series:
         self.rows = sorted(rows, key=lambda r: r.ts)
         self.starts = [r.ts for r in self.rows]
 
+    def at(self, minute: datetime) -> CandleRow | None:
+        index = bisect.bisect_left(self.starts, minute)
+        found = index < len(self.starts) and self.starts[index] == minute
+        return self.rows[index] if found else None
+
+    def before(self, minute: datetime) -> CandleRow | None:
+        index = bisect.bisect_left(self.starts, minute)
+        return self.rows[index - 1] if index > 0 else None
+
+
+def shift_rows(rows: list[CandleRow], delta: timedelta, market: str) -> list[CandleRow]:
+    """A copy of ``rows`` as market ``market``, every minute moved by ``delta``."""
+    return [r._replace(symbol=market, ts=r.ts + delta) for r in rows]
+
+
+# Upbit counts each group's requests on its own budget (EXTERNAL_APIS §1.4).
+GROUPS = {"candles": "candles", "markets": "market", "ticker": "ticker"}
+
 
 class FakeUpbit:
     def __init__(
@@ -107,11 +134,12 @@ class FakeUpbit:
         self.stats: Counter[str] = Counter()
         self.max_count_seen = 0
         self.requests: list[dict[str, str]] = []
-        self._second = -1
-        self._used = 0
+        self._sent: dict[str, deque[float]] = {}
         self._consecutive_429 = 0
         self._blocked_until = 0.0
         self.release = asyncio.Event()
+        self.ws = CandleStream(self)
+        self.ws_subscriptions: list[Subscription] = []
 
     # ------------------------------------------------------------ set-up
     def add_rows(self, rows: list[CandleRow]) -> None:
@@ -152,48 +180,60 @@ class FakeUpbit:
         self.faults.clear()
 
     # ------------------------------------------------------------ rate limit
-    def _admit(self) -> tuple[int, web.Response | None]:
-        """(requests left this second, an error response when over the limit)."""
+    def _admit(self, group: str = "candles") -> tuple[int, web.Response | None]:
+        """(requests left in the group's last second, an error response when over the limit).
+
+        Each group has its own budget, counted over a sliding second (any 1 s span, not
+        seconds aligned to the clock), so a burst straddling a second boundary is refused."""
         mono = time.monotonic()
         if mono < self._blocked_until:
             self.stats["418"] += 1
             left = int(self._blocked_until - mono) + 1
-            return 0, self._plain(418, f"blocked for {left} seconds", {"Retry-After": str(left)})
+            headers = {"Retry-After": str(left)}
+            return 0, self._plain(418, f"blocked for {left} seconds", headers, group=group)
         if self.limit_per_s is None:
             return 9, None
-        second = int(mono)
-        if second != self._second:
-            self._second, self._used = second, 0
-        if self._used >= self.limit_per_s:
+        sent = self._sent.setdefault(group, deque())
+        while sent and sent[0] <= mono - 1.0:
+            sent.popleft()
+        if len(sent) >= self.limit_per_s:
             self.stats["429"] += 1
+            self.stats[f"429_{group}"] += 1
             self._consecutive_429 += 1
             if self.block_after and self._consecutive_429 >= self.block_after:
                 self._blocked_until = mono + self.block_s
                 self._consecutive_429 = 0
-            return 0, self._plain(429, "Too many API requests.", {})
-        self._used += 1
+            return 0, self._plain(429, "Too many API requests.", {}, group=group)
+        sent.append(mono)
         self._consecutive_429 = 0
-        return self.limit_per_s - self._used, None
+        return self.limit_per_s - len(sent), None
 
     def _plain(
-        self, status: int, text: str, headers: dict[str, str], left: int = 0
+        self,
+        status: int,
+        text: str,
+        headers: dict[str, str],
+        left: int = 0,
+        group: str = "candles",
     ) -> web.Response:
-        headers = {"Remaining-Req": f"group=candles; min=600; sec={left}", **headers}
+        headers = {"Remaining-Req": f"group={GROUPS[group]}; min=600; sec={left}", **headers}
         return web.Response(status=status, text=text, headers=headers)
 
     @staticmethod
-    def _json(body: str, left: int, status: int = 200) -> web.Response:
+    def _json(body: str, left: int, status: int = 200, group: str = "candles") -> web.Response:
         return web.Response(
             status=status,
             text=body,
             content_type="application/json",
-            headers={"Remaining-Req": f"group=candles; min=600; sec={left}"},
+            headers={"Remaining-Req": f"group={GROUPS[group]}; min=600; sec={left}"},
         )
 
     @staticmethod
-    def _error(status: int, name: str, message: str, left: int) -> web.Response:
+    def _error(
+        status: int, name: str, message: str, left: int, group: str = "candles"
+    ) -> web.Response:
         body = json.dumps({"error": {"name": name, "message": message}})
-        return FakeUpbit._json(body, left, status)
+        return FakeUpbit._json(body, left, status, group)
 
     # ------------------------------------------------------------ handlers
     async def candles(self, request: web.Request) -> web.StreamResponse:
@@ -289,7 +329,7 @@ class FakeUpbit:
 
     async def markets(self, request: web.Request) -> web.Response:
         self.stats["market_requests"] += 1
-        left, refused = self._admit()
+        left, refused = self._admit("markets")
         if refused is not None:
             return refused
         details = request.query.get("is_details", request.query.get("isDetails")) == "true"
@@ -304,18 +344,19 @@ class FakeUpbit:
             if details:
                 item["market_event"] = {"warning": False, "caution": {}}
             items.append(item)
-        return self._json(json.dumps(items, ensure_ascii=False), left)
+        return self._json(json.dumps(items, ensure_ascii=False), left, group="markets")
 
     async def ticker(self, request: web.Request) -> web.Response:
         self.stats["ticker_requests"] += 1
-        left, refused = self._admit()
+        left, refused = self._admit("ticker")
         if refused is not None:
             return refused
         markets = [m for m in request.query.get("markets", "").split(",") if m]
         if not markets or any(m not in self.series for m in markets):
-            return self._error(404, "not_found_market", "Code not found", left)
+            return self._error(404, "not_found_market", "Code not found", left, "ticker")
         items = [self._ticker(m) for m in markets]
-        return self._json(json.dumps([i for i in items if i is not None], default=float), left)
+        body = json.dumps([i for i in items if i is not None], default=float)
+        return self._json(body, left, group="ticker")
 
     def _ticker(self, market: str) -> dict[str, Any] | None:
         """Snapshot at the fake's now: the day runs from 00:00 UTC, as Upbit's ticker does."""
@@ -360,7 +401,12 @@ class FakeUpbit:
         app.router.add_get("/v1/candles/minutes/{unit}", self.candles)
         app.router.add_get("/v1/market/all", self.markets)
         app.router.add_get("/v1/ticker", self.ticker)
+        app.router.add_get("/websocket/v1", self.ws.handler)
+        app.router.add_get("/_stats", self.stats_page)
         return app
+
+    async def stats_page(self, request: web.Request) -> web.Response:
+        return web.json_response(dict(self.stats))
 
 
 async def start_fake_upbit(
@@ -378,25 +424,99 @@ async def start_fake_upbit(
 
 
 def _args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Local Upbit quotation fake")
+    parser = argparse.ArgumentParser(description="Local Upbit quotation fake (REST + WebSocket)")
     parser.add_argument("--csv", action="append", required=True, help="FILE or FILE:MARKET")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--now", help="the fake's fixed clock (ISO-8601, UTC)")
     parser.add_argument("--limit-per-s", type=int, default=10)
     parser.add_argument("--block-after", type=int, default=None)
+    parser.add_argument(
+        "--live",
+        action="store_true",
+        help="real clock; the candles are shifted so that they happen now",
+    )
+    parser.add_argument(
+        "--history-min",
+        type=int,
+        default=2880,
+        help="live: minutes of each market that lie in the past at start-up",
+    )
+    parser.add_argument(
+        "--markets",
+        type=int,
+        default=None,
+        help="serve this many markets, cycling through the CSV files (copies renamed)",
+    )
+    parser.add_argument("--trades-per-minute", type=int, default=4, choices=(1, 2, 3, 4))
+    parser.add_argument("--ws-text-frames", action="store_true")
+    parser.add_argument("--ws-status-every", type=float, default=None)
+    parser.add_argument("--ws-drop-after", type=float, default=None)
     return parser.parse_args(argv)
 
 
-async def _serve(ns: argparse.Namespace) -> None:
-    fake = FakeUpbit(limit_per_s=ns.limit_per_s or None, block_after=ns.block_after)
-    for spec in ns.csv:
+def market_name(symbol: str, copy: int) -> str:
+    """KRW-BTC stays; BTCUSDT becomes KRW-BTC; the k-th further copy gets a suffix k+1."""
+    base = symbol.removeprefix("KRW-").removesuffix("USDT").upper()
+    return f"KRW-{base}" if copy == 0 else f"KRW-{base}{copy + 1}"
+
+
+def load_markets(
+    fake: FakeUpbit,
+    specs: list[str],
+    *,
+    markets: int | None = None,
+    live_history_min: int | None = None,
+    now: datetime | None = None,
+) -> list[str]:
+    """Serve ``markets`` markets from the CSV ``specs`` (FILE or FILE:MARKET), cycling through
+    them; copies of one file start at different minutes so that the markets differ.
+
+    With ``live_history_min``, each market's candles are moved by whole minutes so that
+    its minute number ``live_history_min`` (+ 97 per copy) is the current minute of ``now``:
+    what lies before is history for REST, what follows happens in real time."""
+    files = []
+    for spec in specs:
         path, _, market = spec.partition(":")
-        fake.add_csv(Path(path), market or None)
+        rows = read_csv(Path(path), market or None)
+        files.append((rows[0].symbol if rows else market, rows))
+    wanted = len(files) if markets is None else markets
+    names: list[str] = []
+    for k in range(wanted):
+        symbol, rows = files[k % len(files)]
+        copy = k // len(files)
+        name, bump = market_name(symbol, copy), copy
+        while name in names or name in fake.series:  # two files of one coin: next suffix
+            bump += 1
+            name = market_name(symbol, bump)
+        if live_history_min is None:
+            fake.add_rows(shift_rows(rows, timedelta(0), name))
+        else:
+            anchor = min(live_history_min + 97 * copy, len(rows) - 1)
+            current = (now or datetime.now(UTC)).replace(second=0, microsecond=0)
+            fake.add_rows(shift_rows(rows, current - rows[anchor].ts, name))
+        names.append(name)
+    return names
+
+
+async def _serve(ns: argparse.Namespace) -> None:
+    fake = FakeUpbit(
+        limit_per_s=ns.limit_per_s or None,
+        block_after=ns.block_after,
+        clock=SystemClock() if ns.live else None,
+    )
+    fake.ws.trades_per_minute = ns.trades_per_minute
+    fake.ws.text_frames = ns.ws_text_frames
+    fake.ws.status_every_s = ns.ws_status_every
+    fake.ws.drop_after_s = ns.ws_drop_after
+    names = load_markets(
+        fake, ns.csv, markets=ns.markets, live_history_min=ns.history_min if ns.live else None
+    )
     if ns.now:
         fake.set_now(parse_to(ns.now))
     _, runner, url = await start_fake_upbit(fake, ns.host, ns.port)
-    print(f"fake upbit serving {sorted(fake.series)} at {url}, now={fake.now()}", flush=True)
+    shown = names if len(names) <= 10 else [*names[:10], f"... {len(names)} markets"]
+    print(f"fake upbit serving {shown} at {url}, now={fake.now()}", flush=True)
     try:
         await asyncio.Event().wait()
     finally:

@@ -1,10 +1,14 @@
 """Synthetic histories and configs for the parameter-search tests.
 
 ``planted``: a repeating four-hour cycle. A sharp dip pushes RSI7 under the entry trigger,
-the next candles recover it (an entry), then the price rises 4 % above the dip's last close
-and falls 10 % from that peak before returning to its base. A take-profit below 4 % wins
-every cycle; at or above it the stop loss (5 %) closes every trade at a loss. So the only
-searched parameter, ``take_profit_pct``, has one truly better region, in and out of sample.
+the next candles recover it (an entry), then the price rises 4 % above the recovery's last
+close and falls 10 % from that peak before climbing back to its base (a second dip and
+recovery: another entry, which any take-profit under about 7 % closes in profit). The first
+trade of a cycle buys a little above that close (the next candle, plus slippage), so it
+reaches its take-profit only below about 3.8 %; above, its stop loss (5 %) closes it at a
+loss. Per cycle a take-profit p under 3.8 % makes about 2p, one above it about p − 5 %, at
+most 3 % at the top of the searched range (8 %). So every p in [2 %, 3.8 %) is truly
+better than every p outside it, in and out of sample, and the best is just under 3.8 %.
 
 ``noise``: a driftless Gaussian random walk, with fees and slippage set to zero in its
 config: no parameter can have an edge there.
@@ -21,7 +25,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 START = 1_704_067_200  # 2024-01-01 00:00 UTC
 CYCLE = 240  # minutes
-PEAK = 0.04  # rise after the entry, as a fraction of the entry price
+PEAK = 0.04  # rise after the entry candle's close, as a fraction of it
+EDGE = (0.02, 0.038)  # the take-profits that beat every other in the searched range
 
 
 def _cycle(base: float) -> np.ndarray:

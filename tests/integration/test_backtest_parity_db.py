@@ -39,3 +39,40 @@ async def test_db_symbol_without_history_is_an_error(pool: asyncpg.Pool) -> None
     start, end = datetime(2025, 12, 1, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC)
     with pytest.raises(DataError, match="KRW-NONE"):
         await load_db(pool, ["KRW-NONE"], start, end)
+
+
+async def test_a_window_from_the_database_reproduces_the_csv_window(
+    data_dir: Path,
+    pool: asyncpg.Pool,
+    db_dsn: str,
+    redis_url_base: str,
+    make_settings: Any,
+    tmp_path: Path,
+) -> None:
+    """`--symbols --start --end` reads the regime's look-back before --start from the
+    database and gives the trades the same window gives over the CSV file."""
+    import argparse
+    import asyncio
+    import json
+
+    from coinpilot.commands import backtest
+
+    rows = read_csv(data_dir / ETH, "KRW-ETH")
+    await upsert_candles(pool, rows)
+    settings = make_settings(
+        env={"COINPILOT_DATABASE_URL": db_dsn, "COINPILOT_REDIS_URL": redis_url_base}
+    )
+    window = ["--start", "2025-12-27", "--end", "2025-12-29T12:00", "--quiet"]
+    docs = []
+    for source in (["--csv", f"{data_dir / ETH}=KRW-ETH"], ["--symbols", "KRW-ETH"]):
+        parser = argparse.ArgumentParser()
+        backtest.add_arguments(parser)
+        out = tmp_path / f"{source[0].strip('-')}.json"
+        args = parser.parse_args([*source, *window, "--json", str(out)])
+        assert await asyncio.to_thread(backtest.main, args, settings) == 0
+        docs.append(json.loads(out.read_text()))
+    from_csv, from_db = docs
+    assert from_csv["trades"]
+    assert from_db["trades"] == from_csv["trades"]
+    assert from_db["meta"]["from"] == from_csv["meta"]["from"]
+    assert from_db["summary"] == from_csv["summary"]

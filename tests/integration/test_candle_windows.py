@@ -55,3 +55,19 @@ async def test_a_periodic_full_read_heals_an_old_change(pool: asyncpg.Pool) -> N
     await windows.load(pool, ["KRW-AAA"], now)
     healed = await windows.load(pool, ["KRW-AAA"], now)
     assert 300.0 in healed["KRW-AAA"].close
+
+
+async def test_full_reads_are_spread_over_the_cycles(pool: asyncpg.Pool) -> None:
+    """With six symbols and a full read every 3 cycles, each cycle re-reads two of them
+    whole: an old change shows in symbols 1 and 4 first, then 2 and 5, then 0 and 3."""
+    symbols = [f"KRW-S{i}" for i in range(6)]
+    await md.upsert_candles(pool, [_row(s, m, 100.0) for s in symbols for m in range(100)])
+    windows = CandleWindows(window=50, overlap=5, full_every=3)
+    now = T0 + timedelta(minutes=100, seconds=6)
+    await windows.load(pool, symbols, now)  # cycle 0: every window read whole (first read)
+    await md.upsert_candles(pool, [_row(s, 60, 300.0) for s in symbols])
+    healed = []
+    for _ in range(3):
+        got = await windows.load(pool, symbols, now)
+        healed.append([i for i, s in enumerate(symbols) if 300.0 in got[s].close])
+    assert healed == [[1, 4], [1, 2, 4, 5], [0, 1, 2, 3, 4, 5]]

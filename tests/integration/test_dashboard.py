@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -284,6 +284,9 @@ class ExplainingConn:
     async def fetchrow(self, sql: str, *args: Any) -> None:
         await self._explain(sql, args)
 
+    async def fetchval(self, sql: str, *args: Any) -> None:
+        await self._explain(sql, args)
+
 
 def _seq_scans(node: dict[str, Any]) -> list[str]:
     found = [node["Relation Name"]] if node["Node Type"] == "Seq Scan" else []
@@ -305,8 +308,12 @@ async def test_every_dashboard_query_can_run_from_an_index(pool: asyncpg.Pool) -
         await q.daily_risk(c, t0.date())
         for f in (q.ListFilter(), q.ListFilter("KRW-BTC"), q.ListFilter(None, t0, t1)):
             await q.trades(c, f)
+            await q.round_trips(c, f)
             await q.decisions(c, f)
         await q.trades(c, q.ListFilter("KRW-BTC", t0, t1))
+        await q.round_trips(c, q.ListFilter("KRW-BTC", t0, t1))
+        await q.recent_round_trips(c)
+        await q.open_entry_fees(c)
         await q.risk_audit(c)
         await q.candles_1m(c, "KRW-BTC", 259)
         await q.candles_1h(c, "KRW-BTC", 187)
@@ -314,7 +321,7 @@ async def test_every_dashboard_query_can_run_from_an_index(pool: asyncpg.Pool) -
         await q.trades_between(c, "KRW-BTC", t0, t1)
         await q.job_runs(c)
         await q.outbox_state(c)
-    assert len(spy.plans) == 19
+    assert len(spy.plans) == 25
     for sql, plan in spy.plans:
         assert _seq_scans(plan) == [], sql
         unbounded = "LIMIT" not in sql and "WHERE id = 1" not in sql
@@ -376,3 +383,81 @@ async def test_database_down_gives_503_but_system_page_still_renders(
     finally:
         await runner.cleanup()
         await deps.http.close()
+
+
+async def test_overview_has_all_time_stats_and_the_equity_curve(dash: Dashboard) -> None:
+    """All-time PnL net of fees with gross, fees and the open position beside it; the ETH
+    round trip nets 12,000 - 100 - 100 = 11,800, so the curve runs 9,999,400 -> 10,011,200
+    (initial 10,000,000 + gross 12,000 - fees 800, no open BUY fee recorded)."""
+    _, body = await dash.get("/api/overview")
+    perf = body["performance"]
+    value = Decimal("0.04") * dash.seeded.last_close
+    assert Decimal(perf["pnl_krw"]) == Decimal("9500000") + value - Decimal("10000000")
+    assert Decimal(perf["gross_krw"]) == 12000
+    assert Decimal(perf["fees_krw"]) == 800
+    assert Decimal(perf["unrealized_krw"]) == value - Decimal("440000")
+    assert (perf["round_trips"], perf["wins"], perf["complete"]) == (1, 1, True)
+    assert Decimal(perf["win_rate_pct"]) == 100
+    assert Decimal(perf["max_drawdown_pct"]) == 0
+    assert Decimal(perf["curve_start"]) == Decimal("9999400")
+    assert [Decimal(p["equity"]) for p in perf["curve"]] == [Decimal("10011200")]
+    _, page = await dash.get("/")
+    assert 'id="equity-curve"' in page
+    assert "gross +12,000 · fees 800" in page
+    assert "100.00%" in page
+
+
+async def test_round_trips_are_net_of_both_fees(dash: Dashboard) -> None:
+    """History lists the ETH round trip once: gross +12,000, fees 100 + 100, net +11,800."""
+    _, body = await dash.get("/api/round-trips")
+    [trip] = body["items"]
+    assert trip["symbol"] == "KRW-ETH"
+    assert Decimal(trip["gross_pnl"]) == 12000
+    assert Decimal(trip["entry_fee"]) + Decimal(trip["exit_fee"]) == 200
+    assert Decimal(trip["net_pnl"]) == 11800
+    assert trip["entry_at"] == (dash.seeded.buy_ts + timedelta(seconds=5)).isoformat()
+    _, page = await dash.get("/history")
+    trips = page.split("<h2>Round trips</h2>")[1].split("</section>")[0]
+    assert "+11,800" in trips
+    assert "+12,000" in trips
+    # cost 600,000 + 100: 11,800 / 600,100 = 1.966...%
+    assert "+1.97%" in trips
+    assert " KST" in trips
+
+
+async def test_market_draws_the_exit_levels_and_an_rsi_pane(dash: Dashboard) -> None:
+    """BTC held since BEAR at 11,000,000 with HWM 11,500,000, BEAR exits (SL 5 %, TP 3 %,
+    trailing 2 % once 1 % up): stop 10,450,000, take 11,330,000, trailing 11,500,000 x 0.98."""
+    _, body = await dash.get("/api/market/KRW-BTC")
+    levels = {lv["kind"]: Decimal(lv["price"]) for lv in body["levels"]}
+    assert levels == {
+        "entry": Decimal("11000000"),
+        "stop_loss": Decimal("10450000"),
+        "take_profit": Decimal("11330000"),
+        "trailing_stop": Decimal("11270000"),
+    }
+    assert len(body["rsi14"]) == len(body["candles"]) == 240
+    assert all(v is not None and 0 <= v <= 100 for v in body["rsi14"])
+    assert body["tz_label"] == "KST"
+    _, page = await dash.get("/market", params={"symbol": "KRW-BTC"})
+    assert "10,450,000" in page  # the stop loss, listed under the chart
+    assert "times in Asia/Seoul (KST)" in page
+    _, eth = await dash.get("/api/market/KRW-ETH")
+    assert eth["levels"] == []
+
+
+async def test_a_fill_on_the_newest_candle_is_drawn_at_once(dash: Dashboard) -> None:
+    """A SELL decided on the newest candle executes a few seconds after it closes, past the
+    chart window's end: it is drawn now, not a minute later."""
+    last = dash.seeded.last_candle
+    await dash.deps.pool.execute(
+        "INSERT INTO trading_history (idempotency_key, symbol, side, price, quantity, notional,"
+        " fee, realized_pnl, strategy_name, regime, exit_reason, candle_ts, executed_at)"
+        " VALUES ('KRW-BTC|sell', 'KRW-BTC', 'SELL', 11200000, 0.04, 448000, 224, 8000,"
+        " 'AdaptiveMeanReversion', 'BEAR', 'TRAILING_STOP', $1, $2)",
+        last,
+        last + timedelta(seconds=65),
+    )
+    _, body = await dash.get("/api/market/KRW-BTC")
+    sells = [t for t in body["trades"] if t["side"] == "SELL"]
+    assert [(s["t"], s["price"]) for s in sells] == [(int(last.timestamp()), 11200000.0)]

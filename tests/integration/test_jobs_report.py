@@ -106,8 +106,10 @@ async def test_report_numbers_equal_hand_computation(
     # start 10,000,900; peak 10,003,299 after the BTC sell; trough 9,998,602 at the end
     assert D(n["max_drawdown_pct"]) == D(4697) / D(10003299) * 100
     assert (n["ai_approvals"], n["ai_rejections"], D(n["ai_cost_usd"])) == (1, 2, D("0.0350"))
-    assert "Best trade: KRW-BTC 2,500 KRW" in got["lines"]
-    assert "Worst trade: KRW-ETH -4,000 KRW" in got["lines"]
+    # net of the SELL's and its BUY's fee: 2,500 - 51 - 50 and -4,000 - 48 - 50
+    assert "Best trade: KRW-BTC 2,399 KRW" in got["lines"]
+    assert "Worst trade: KRW-ETH -4,098 KRW" in got["lines"]
+    assert "PnL: -2,298 KRW (gross -2,000, fees 298)" in got["lines"]
     assert len(got["summary"]) == 3
 
 

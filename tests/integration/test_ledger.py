@@ -65,6 +65,11 @@ async def test_buy_then_sell_keeps_the_invariant_exactly(
     assert (day["buy_count"], day["sell_count"], day["trade_count"]) == (1, 1, 2)
     kinds = [r["kind"] for r in await pool.fetch("SELECT kind FROM outbox ORDER BY id")]
     assert kinds == ["trade", "trade"]
+    # The SELL's notice leads with PnL after both fees and shows what makes it up.
+    note = await pool.fetchval("SELECT payload FROM outbox WHERE payload->>'side' = 'SELL'")
+    assert D(note["pnl_krw"]) == sold.net_pnl
+    assert D(note["gross_pnl_krw"]) == row["realized_pnl"]
+    assert D(note["round_trip_fees_krw"]) == fill.fee + sold.fill.fee
 
 
 async def test_the_same_candle_never_executes_twice(pool: asyncpg.Pool, settings: Settings) -> None:

@@ -18,7 +18,7 @@ from coinpilot.config import load_config
 from coinpilot.optimize import objective as obj
 from coinpilot.optimize.space import merge
 from tests.integration.optimize_data import (
-    PEAK,
+    EDGE,
     ROOT,
     noise_closes,
     planted_closes,
@@ -68,19 +68,18 @@ def planted_report(planted: dict[str, Path]) -> dict[str, Any]:
 def test_planted_edge_is_found_in_every_fold_and_holds_out_of_sample(
     planted_report: dict[str, Any],
 ) -> None:
-    """Take-profits under the 4 % rise win every cycle; above it the first trade of each
-    cycle is stopped out. Every fold's train-window best must be under 4 % and, being a
-    true edge, make money on its test window too."""
+    """Take-profits in [2 %, 3.8 %) beat every other (see optimize_data): every fold's
+    train-window best must be one of them and, the edge being real, make money on its test
+    window too."""
     folds = planted_report["folds"]
     assert len(folds) == 3
     for f in folds:
-        assert 0.01 <= f["params"][TP] < PEAK
+        assert EDGE[0] <= f["params"][TP] < EDGE[1]
         assert f["out_of_sample"]["trades"] >= 3
         assert f["out_of_sample"]["return_pct"] > 0
     assert planted_report["out_of_sample"]["return_pct"] > 0
-    assert (
-        planted_report["chosen"]["patch"]["regimes"]["SIDEWAYS"]["exit"]["take_profit_pct"] < PEAK
-    )
+    chosen = planted_report["chosen"]["patch"]["regimes"]["SIDEWAYS"]["exit"]["take_profit_pct"]
+    assert EDGE[0] <= chosen < EDGE[1]
 
 
 def test_test_window_trades_start_after_the_train_window_ends(
@@ -152,30 +151,49 @@ def test_bad_space_stops_before_any_trial(
     assert "regimes.SIDEWAYS.exit.take_profit: no such config field" in capsys.readouterr().err
 
 
+def test_too_short_a_history_is_refused_with_the_numbers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without a pinned regime the hourly regime needs about 8.4 days before the first fold."""
+    csv = write_csv(tmp_path / "n.csv", noise_closes(3.0, seed=1))
+    code = cli(["optimize", "--csv", str(csv), "--folds", "2", "--quiet",
+                "--storage", f"sqlite:///{tmp_path / 'x.db'}"])  # fmt: skip
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "2 folds need at least 3 hours of candles after the 202.0 h warm-up" in err
+
+
 def test_invalid_combinations_are_pruned_not_run(tmp_path: Path) -> None:
-    """bb_recovery_sustain_candles must stay below bb_touch_lookback: half the grid breaks it."""
-    csv = write_csv(tmp_path / "n.csv", noise_closes(1.5, seed=2))
+    """bb_recovery_sustain_candles must stay below bb_touch_lookback: half the grid breaks it.
+    (Anchored folds and the Calmar objective, which no other test runs end to end.)"""
+    csv = write_csv(tmp_path / "n.csv", noise_closes(2.5, seed=2))
     space = space_file(tmp_path / "s.yaml", {
         "regimes.SIDEWAYS.entry.bb_touch_lookback": {"low": 2, "high": 6},
         "regimes.SIDEWAYS.entry.bb_recovery_sustain_candles": {"low": 2, "high": 6},
     })  # fmt: skip
-    doc = _optimize(tmp_path, "--csv", str(csv), "--space", str(space), "--folds", "1",
+    doc = _optimize(tmp_path, "--csv", str(csv), "--space", str(space), "--folds", "2",
+                    "--fold-mode", "anchored", "--objective", "calmar",
                     "--trials", "12", "--min-trades", "0")  # fmt: skip
-    fold = doc["folds"][0]
-    assert fold["trials_invalid"] > 0
-    assert fold["trials_complete"] + fold["trials_invalid"] == 12
-    s = fold["params"]
-    assert (
-        s["regimes.SIDEWAYS.entry.bb_recovery_sustain_candles"]
-        < s["regimes.SIDEWAYS.entry.bb_touch_lookback"]
-    )
+    assert doc["objective"] == "calmar"
+    one, two = doc["folds"]
+    assert one["window_ts"]["train_start"] == two["window_ts"]["train_start"]  # anchored
+    assert two["window_ts"]["train_end"] == one["window_ts"]["test_end"]
+    for fold in (one, two):
+        assert fold["trials_invalid"] > 0
+        assert fold["trials_complete"] + fold["trials_invalid"] == 12
+        s = fold["params"]
+        assert (
+            s["regimes.SIDEWAYS.entry.bb_recovery_sustain_candles"]
+            < s["regimes.SIDEWAYS.entry.bb_touch_lookback"]
+        )
 
 
 def test_two_workers_share_one_postgresql_study(
     tmp_path: Path, pg_admin_dsn: str, planted: dict[str, Path]
 ) -> None:
-    """`optimize` and an `optimize-worker` started beside it split N trials per fold: every
-    trial number below N exists once, both processes ran some, no parameter set twice."""
+    """`optimize --jobs 2` (itself and one local worker process) and an `optimize-worker`
+    started beside it split N trials per fold: every trial number below N exists once, the
+    processes all ran trials, no parameter set was tried twice."""
     import asyncio
 
     from tests.conftest import fresh_database
@@ -190,7 +208,8 @@ def test_two_workers_share_one_postgresql_study(
             )  # fmt: skip
             main = await asyncio.create_subprocess_exec(
                 *base, "optimize", *_planted_args(planted, "--trials", "16"), "--folds", "2",
-                "--regime", "SIDEWAYS", "--study", "pg", "--storage", dsn, "--quiet", env=env,
+                "--jobs", "2", "--regime", "SIDEWAYS", "--study", "pg", "--storage", dsn,
+                "--quiet", env=env,
             )  # fmt: skip
             assert await asyncio.wait_for(main.wait(), 120) == 0
             assert await asyncio.wait_for(worker.wait(), 60) == 0
@@ -208,7 +227,7 @@ def test_two_workers_share_one_postgresql_study(
         params = [tuple(sorted(t.params.items())) for t in proper]
         assert len(set(params)) == len(params)
         workers |= {t.user_attrs["worker"] for t in proper}
-    assert len(workers) == 2
+    assert len(workers) >= 2  # three processes; under load one may find the work done
 
 
 def test_on_pure_noise_the_overfitting_estimates_say_so(tmp_path: Path) -> None:
@@ -263,7 +282,6 @@ async def test_database_history_gives_the_csv_search(
     planted_report: dict[str, Any],
     pool: Any,
     db_dsn: str,
-    redis_url_base: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The planted candles stored in market_data and searched with --symbols/--start/--end
@@ -275,7 +293,7 @@ async def test_database_history_gives_the_csv_search(
 
     await upsert_candles(pool, read_csv(planted["csv"]))
     monkeypatch.setenv("COINPILOT_DATABASE_URL", db_dsn)
-    monkeypatch.setenv("COINPILOT_REDIS_URL", redis_url_base)
+    monkeypatch.delenv("COINPILOT_REDIS_URL", raising=False)  # reading candles needs no Redis
     args = _planted_args(planted)
     at = args.index("--csv")
     args[at : at + 2] = ["--symbols", "KRW-SYN", "--start", "2024-01-01", "--end", "2024-01-08"]

@@ -235,7 +235,7 @@ async def _backtest(
         sys.executable, "-m", "coinpilot", "backtest",
         "--symbols", ",".join(m.name for m in markets), "--from", start.isoformat(),
         "--to", (last + MINUTE).isoformat(),
-        "--start-at", (first + MINUTE + timedelta(seconds=settings.app.bot.offset_s)).isoformat(),
+        "--start", (first + MINUTE + timedelta(seconds=settings.app.bot.offset_s)).isoformat(),
         "--json", str(out), "--quiet", cwd=ROOT, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip

@@ -78,16 +78,28 @@ def test_daily_report_shows_summary_and_lines() -> None:
 
 
 def test_money_fields_get_thousands_separators() -> None:
-    """Prices and PnL read as 95,000,000 and -1,200.5; other numbers are left alone."""
+    """Prices at the tick, KRW to the won (PnL signed), quantities to 8 places; other
+    numbers are left alone."""
     msg = build_message(
         "trade",
-        {"side": "SELL", "price": "95000000", "realized_pnl": -1200.5, "quantity": "1000.5"},
+        {
+            "side": "SELL",
+            "price": "95123456.7",
+            "realized_pnl": -1200.5,
+            "quantity": "1000.5",
+            "fee_krw": "124.9999999998967748175",
+            "diff_pct": "1.005",
+            "confidence": "0.75",
+        },
         footer="f",
     )
     values = {f["name"]: f["value"] for f in msg["embeds"][0]["fields"]}
     assert values == {
         "Side": "SELL",
-        "Price": "95,000,000",
-        "Realized pnl": "-1,200.5",
-        "Quantity": "1000.5",
+        "Price": "95,123,000",
+        "Realized pnl": "-1,201",
+        "Quantity": "1,000.50000000",
+        "Fee krw": "125",
+        "Diff pct": "1.01%",
+        "Confidence": "0.75",
     }

@@ -68,8 +68,9 @@ def test_report_numbers_match_hand_computation() -> None:
     assert rep.win_rate_pct == D(1) / D(3) * 100
     # equity: 10,000,000 -50 +3,948 (peak 10,003,898) -50 -3,048 (10,000,800) -50 -50
     assert rep.max_drawdown_pct == D(3198) / D(10003898) * 100
-    assert (rep.best.symbol, rep.best.pnl_krw) == ("KRW-BTC", D(4000))
-    assert (rep.worst.symbol, rep.worst.pnl_krw) == ("KRW-ETH", D(-3000))
+    # best / worst after fees (these SELLs carry no entry fee): 4,000 - 52 and -3,000 - 48
+    assert (rep.best.symbol, rep.best.pnl_krw) == ("KRW-BTC", D(3948))
+    assert (rep.worst.symbol, rep.worst.pnl_krw) == ("KRW-ETH", D(-3048))
     assert (rep.ai_approvals, rep.ai_rejections, rep.ai_cost_usd) == (1, 2, D("0.0223"))
     assert rep.equity_end_krw == D("10000700")
 

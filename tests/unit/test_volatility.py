@@ -10,15 +10,22 @@ import pytest
 from coinpilot.domain.volatility import estimate_volatility, log_returns_pct
 
 
-def simulate_garch(n: int, omega: float, alpha: float, beta: float, seed: int) -> np.ndarray:
-    """Prices whose % log returns follow a known GARCH(1,1) with zero mean."""
+def garch_path(
+    n: int, omega: float, alpha: float, beta: float, seed: int
+) -> tuple[np.ndarray, float]:
+    """Prices whose % log returns follow a known GARCH(1,1) with zero mean, and the true
+    conditional standard deviation of the next (unseen) return."""
     rng = np.random.default_rng(seed)
     var = omega / (1 - alpha - beta)
     returns = np.empty(n)
     for t in range(n):
         returns[t] = math.sqrt(var) * rng.standard_normal()
         var = omega + alpha * returns[t] ** 2 + beta * var
-    return 100.0 * np.exp(np.cumsum(returns) / 100.0)
+    return 100.0 * np.exp(np.cumsum(returns) / 100.0), math.sqrt(var)
+
+
+def simulate_garch(n: int, omega: float, alpha: float, beta: float, seed: int) -> np.ndarray:
+    return garch_path(n, omega, alpha, beta, seed)[0]
 
 
 def test_returns_are_percent_log_returns() -> None:
@@ -33,13 +40,15 @@ def test_too_few_returns_give_zero_and_not_high() -> None:
     assert (est.volatility_pct, est.is_high, est.status) == (0.0, False, "too_few_returns")
 
 
-def test_forecast_tracks_the_true_conditional_volatility() -> None:
-    """On a simulated GARCH series the forecast is close to the generating model's scale."""
-    prices = simulate_garch(3000, omega=0.02, alpha=0.1, beta=0.85, seed=7)
+@pytest.mark.parametrize("seed", [2, 4, 7])
+def test_forecast_tracks_the_true_conditional_volatility(seed: int) -> None:
+    """On a simulated GARCH series the forecast is within 10 % of the true next-minute
+    conditional volatility (about 4 % off at worst on these seeds; the unconditional 0.63
+    would be 53 % off for seed 2, whose true value is 1.34)."""
+    prices, true_next = garch_path(3000, omega=0.02, alpha=0.1, beta=0.85, seed=seed)
     est = estimate_volatility(prices, threshold_pct=100.0, min_returns=100)
-    unconditional = math.sqrt(0.02 / (1 - 0.1 - 0.85))
     assert est.status == "ok"
-    assert 0.4 * unconditional < est.volatility_pct < 2.5 * unconditional
+    assert est.volatility_pct == pytest.approx(true_next, rel=0.10)
 
 
 def test_high_flag_follows_threshold() -> None:

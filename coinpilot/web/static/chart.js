@@ -1,4 +1,5 @@
-/* CoinPilot candle chart: candles, MA20, Bollinger bands, regime shading, fill markers.
+/* CoinPilot candle chart: candles, MA20, Bollinger bands, regime shading, fill markers,
+   the open position's exit levels, an RSI14 pane under the price and volume below it.
    Plain canvas 2D, no dependencies. Usage: CoinChart.draw(canvas, data) where data is the
    /api/market/{symbol} payload. */
 (function () {
@@ -9,7 +10,9 @@
     bandLine: "rgba(9,105,218,0.55)", grid: "rgba(127,127,127,0.18)", text: "#57606a",
     buy: "#1a7f37", sell: "#cf222e", volume: "rgba(87,96,106,0.35)",
     BULL: "rgba(26,127,55,0.08)", SIDEWAYS: "rgba(154,103,0,0.07)",
-    BEAR: "rgba(207,34,46,0.08)", UNKNOWN: "rgba(127,127,127,0.05)"
+    BEAR: "rgba(207,34,46,0.08)", UNKNOWN: "rgba(127,127,127,0.05)",
+    entry: "#57606a", stop_loss: "#cf222e", take_profit: "#1a7f37",
+    trailing_stop: "#bc4c00", trailing_activation: "#bc4c00", rsi: "#0969da"
   };
   var PAD = { left: 8, right: 64, top: 10, bottom: 22 };
   var FONT = "11px system-ui, sans-serif";
@@ -20,6 +23,7 @@
     data.candles.forEach(function (c) { take(c.l); take(c.h); vmax = Math.max(vmax, c.v); });
     data.bb_upper.forEach(take);
     data.bb_lower.forEach(take);
+    (data.levels || []).forEach(function (lv) { take(Number(lv.price)); });
     if (hi === lo) { hi += 1; lo -= 1; }
     var margin = (hi - lo) * 0.04;
     return { lo: lo - margin, hi: hi + margin, vmax: vmax || 1 };
@@ -29,14 +33,19 @@
     var ext = extent(data);
     var n = data.candles.length;
     var plotW = w - PAD.left - PAD.right;
-    var priceH = (h - PAD.top - PAD.bottom) * 0.8;
-    var volTop = PAD.top + priceH + 6;
+    var inner = h - PAD.top - PAD.bottom;
+    var priceH = inner * 0.62;
+    var rsiTop = PAD.top + priceH + 8;
+    var rsiH = inner * 0.2;
+    var volTop = rsiTop + rsiH + 6;
     var volH = h - PAD.bottom - volTop;
     var step = plotW / Math.max(n, 1);
     var t0 = n ? data.candles[0].t : 0;
     var dt = n > 1 ? (data.candles[n - 1].t - t0) / (n - 1) : 60;
     return {
       step: step, priceH: priceH, volTop: volTop, volH: volH, plotW: plotW,
+      rsiTop: rsiTop, rsiH: rsiH,
+      yr: function (r) { return rsiTop + rsiH * (100 - r) / 100; },
       x: function (i) { return PAD.left + step * (i + 0.5); },
       xt: function (t) { return PAD.left + step * ((t - t0) / dt + 0.5); },
       y: function (p) { return PAD.top + priceH * (ext.hi - p) / (ext.hi - ext.lo); },
@@ -159,6 +168,48 @@
     });
   }
 
+  function levels(ctx, data, s, w) {
+    ctx.font = FONT;
+    ctx.textBaseline = "bottom";
+    (data.levels || []).forEach(function (lv) {
+      var y = Math.round(s.y(Number(lv.price))) + 0.5;
+      ctx.strokeStyle = COLORS[lv.kind] || COLORS.text;
+      ctx.fillStyle = ctx.strokeStyle;
+      ctx.lineWidth = 1.25;
+      ctx.setLineDash(lv.kind === "entry" ? [2, 3] : [6, 4]);
+      ctx.beginPath(); ctx.moveTo(PAD.left, y); ctx.lineTo(w - PAD.right, y); ctx.stroke();
+      ctx.setLineDash([]);
+      ctx.fillText(lv.label + " " + formatPrice(Number(lv.price)), PAD.left + 4, y - 2);
+    });
+  }
+
+  function rsiPane(ctx, data, s, w) {
+    var values = data.rsi14 || [];
+    ctx.strokeStyle = COLORS.grid;
+    ctx.strokeRect(PAD.left + 0.5, s.rsiTop + 0.5, w - PAD.right - PAD.left, s.rsiH);
+    ctx.font = FONT;
+    ctx.fillStyle = COLORS.text;
+    ctx.textBaseline = "middle";
+    [30, 70].forEach(function (r) {
+      var y = Math.round(s.yr(r)) + 0.5;
+      ctx.setLineDash([3, 3]);
+      ctx.beginPath(); ctx.moveTo(PAD.left, y); ctx.lineTo(w - PAD.right, y); ctx.stroke();
+      ctx.setLineDash([]);
+      ctx.fillText(String(r), w - PAD.right + 4, y);
+    });
+    ctx.fillText("RSI14", w - PAD.right + 4, s.rsiTop + 6);
+    ctx.strokeStyle = COLORS.rsi;
+    ctx.lineWidth = 1.25;
+    ctx.beginPath();
+    var open = false;
+    values.forEach(function (v, i) {
+      if (v === null || v === undefined) { open = false; return; }
+      if (open) ctx.lineTo(s.x(i), s.yr(v)); else ctx.moveTo(s.x(i), s.yr(v));
+      open = true;
+    });
+    ctx.stroke();
+  }
+
   function draw(canvas, data) {
     var ratio = window.devicePixelRatio || 1;
     var w = canvas.clientWidth || 600;
@@ -180,8 +231,22 @@
     band(ctx, data, s);
     candles(ctx, data, s);
     line(ctx, data.ma20, s, COLORS.ma, 1.5);
+    levels(ctx, data, s, w);
     markers(ctx, data, s);
+    rsiPane(ctx, data, s, w);
+    ctx.fillStyle = COLORS.text;
+    ctx.textBaseline = "top";
+    ctx.fillText(data.tz_label || data.timezone || "UTC", w - PAD.right + 4, s.volTop + s.volH + 6);
     canvas.setAttribute("data-candles", String(data.candles.length));
+    canvas.setAttribute("data-markers", String(data.trades.length));
+    canvas.setAttribute("data-levels", String((data.levels || []).length));
+    canvas.setAttribute("data-rsi", String((data.rsi14 || []).filter(function (v) {
+      return v !== null; }).length));
+    // Where candle i and price p were drawn (CSS pixels), so a test can check the picture
+    // against the data: x = left + step × (i + 0.5), y = top + height × (hi − p) / (hi − lo).
+    canvas.setAttribute("data-geometry", JSON.stringify({
+      left: PAD.left, step: s.step, top: PAD.top, height: s.priceH, hi: s.ext.hi, lo: s.ext.lo
+    }));
   }
 
   window.CoinChart = { draw: draw };
