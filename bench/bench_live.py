@@ -8,9 +8,8 @@ minutes the decision log lines give each (market, minute)'s latency: the log lin
 minus the minute's close. Missed = minutes stored but not decided, counted from the stored
 candles and the log, and the daemon's own coinpilot_minutes_missed_total.
 
-The collector reads the fake over REST (10 requests/s, one request per market per minute),
-so at 200 markets a minute's last market arrives ~20 s after the close: that is this
-figure's floor until the WebSocket source serves the closes.
+The collector takes the closes from the fake's candle WebSocket (the default source), as
+it would from Upbit's; a minute closes there when the market's next minute begins.
 """
 
 from __future__ import annotations
@@ -197,7 +196,7 @@ async def _main() -> list[dict[str, Any]]:
         for n in SIZES:
             got = await _one(admin, redis_url, n, minutes)
             lat = got["latencies"]
-            note = f"{len(lat)} decisions over {minutes} closes, REST source"
+            note = f"{len(lat)} decisions over {minutes} closes, WebSocket source"
             figures += [
                 {"figure": f"live: close→decision p50, {n} markets",
                  "value": round(_pct(lat, 50), 3), "unit": "s", "note": note},

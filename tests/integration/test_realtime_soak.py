@@ -1,18 +1,19 @@
 """The daemon in real time: every closed minute of 50 markets decided once, as the backtest.
 
-Two `coinpilot run` processes, each with its own database and its own Upbit fake serving
-the same candles on the wall clock (the shared files shifted by whole hours so that known
-entries of the backtest fall inside the run), decide minutes as they close for about five
-minutes. One runs undisturbed; the other is SIGKILLed at random points and restarted at
-once. Then both fakes fail every request (no new minute anywhere), the daemons finish the
-stored minutes and stop, and:
+Two `coinpilot run` processes, each with its own database and its own Upbit fake (REST and
+the candle WebSocket) serving the same candles on the wall clock (the shared files shifted
+by whole hours so that known entries of the backtest fall inside the run), decide minutes
+as they close for about five minutes. The first process is never stopped, but its
+WebSocket is dropped mid-run (the collector falls back to REST, reconnects and fills the
+gap); the second is SIGKILLed at random points and restarted at once. The candles end with
+the run's last minute, so both daemons finish with the same minutes stored; then:
 
-* the undisturbed daemon decided each closed minute of each market exactly once (its
-  decision log lines, against the stored candles) and its /metrics say the same, with
+* the first daemon decided each closed minute of each market exactly once (its decision
+  log lines, against the stored candles) and its /metrics say the same, with
   ``coinpilot_minutes_missed_total`` 0;
 * its trades and final cash are those of ``coinpilot backtest`` over the same stored
   candles, started at the daemon's first decided minute;
-* the killed daemon's final ledger is the undisturbed one's, trade for trade.
+* the killed daemon's final ledger is the first one's, trade for trade.
 
 History before the run is stored straight into the databases (as a previous run would
 have left it); the last minutes before the start come from the fake through the start-up
@@ -98,7 +99,7 @@ def _plan(
             planned += [(sym, t, target) for t in ticks if (t // 60) % 60 == target.minute]
     rng.shuffle(planned)
     markets: list[Market] = []
-    stop = base + (LIVE_MINUTES + 3) * MINUTE  # nothing needed beyond the run
+    stop = base + LIVE_MINUTES * MINUTE  # the market "closes" after the run's last minute
     for i in range(MARKETS):
         name = f"KRW-T{i:02d}"
         if i < min(len(planned), 14):
@@ -215,6 +216,14 @@ def _decisions(log: Path) -> collections.Counter[tuple[str, str]]:
     return seen
 
 
+def _events(log: Path) -> list[str]:
+    out = []
+    for line in log.read_text(errors="replace").splitlines():
+        if line.startswith("{"):
+            out.append(json.loads(line).get("event", ""))
+    return out
+
+
 def _metric(text: str, name: str) -> float:
     for line in text.splitlines():
         if line.startswith(name + " "):
@@ -224,6 +233,12 @@ def _metric(text: str, name: str) -> float:
 
 async def _sleep_until(when: datetime) -> None:
     await asyncio.sleep(max(0.0, (when - datetime.now(UTC)).total_seconds()))
+
+
+async def _drop_socket(fake: FakeUpbit, when: datetime) -> int:
+    """Drop every WebSocket connection at ``when`` (as a lost TCP connection would)."""
+    await _sleep_until(when)
+    return fake.ws.drop_all()
 
 
 async def _backtest(
@@ -310,8 +325,11 @@ async def test_real_time_daemons_decide_every_minute_once_and_match_the_backtest
         await asyncio.gather(calm.start(), killed.start())
 
         # SIGKILL the second daemon at random points, restarting it at once; the last kill
-        # leaves it time to be back before the run's last minute closes.
+        # leaves it time to be back before the run's last minute closes. Drop the first
+        # one's WebSocket once, at a random point in between.
         last_kill = base + (LIVE_MINUTES - 1) * MINUTE + timedelta(seconds=15)
+        drop_at = base + timedelta(seconds=rng.uniform(90, 60 * (LIVE_MINUTES - 1)))
+        dropper = asyncio.create_task(_drop_socket(fakes[0], drop_at))
         for _ in range(KILLS):
             at = datetime.now(UTC) + timedelta(seconds=rng.uniform(15, 60))
             if at > last_kill:
@@ -322,12 +340,8 @@ async def test_real_time_daemons_decide_every_minute_once_and_match_the_backtest
             killed.kills.append(at.timestamp())
             await killed.start()
 
-        # The last minute closes at base + LIVE_MINUTES; once both collectors have it,
-        # the exchange stops answering: no daemon can store (or decide) a later minute.
-        await _sleep_until(base + LIVE_MINUTES * MINUTE + timedelta(seconds=30))
-        for fake in fakes:
-            for m in markets:
-                fake.fail(m.name, "500")
+        # The last minute closes at base + LIVE_MINUTES: no later candle exists anywhere.
+        await _sleep_until(base + LIVE_MINUTES * MINUTE + timedelta(seconds=20))
         last = base + (LIVE_MINUTES - 1) * MINUTE
         for d, dsn in ((calm, db_dsn), (killed, second_db)):
             for _ in range(120):
@@ -337,6 +351,7 @@ async def test_real_time_daemons_decide_every_minute_once_and_match_the_backtest
                 assert d.alive(), d.log.read_text()[-3000:]
                 await asyncio.sleep(1)
             assert (n, through) == (MARKETS, last), f"{d.name} decided through {through}"
+        assert await dropper, "the WebSocket was not connected when dropped"
         async with (
             aiohttp.ClientSession() as http,
             http.get(f"http://127.0.0.1:{calm.port}/metrics") as resp,
@@ -350,6 +365,11 @@ async def test_real_time_daemons_decide_every_minute_once_and_match_the_backtest
                 await d.kill()
         for runner in runners:
             await runner.cleanup()
+
+    # The stream carried the minutes, was lost once and came back.
+    events = collections.Counter(_events(calm.log))
+    assert events["ws_disconnected"] >= 1
+    assert events["ws_connected"] >= 2
 
     # Each closed minute of each market decided exactly once, from the log and the metrics.
     decided = _decisions(calm.log)
