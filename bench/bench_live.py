@@ -106,14 +106,15 @@ async def _one(admin: str, redis_url: str, n: int, minutes: int) -> dict[str, An
                 sys.executable, "-m", "coinpilot", "run", cwd=ROOT, env=env, stdout=out,
                 stderr=subprocess.STDOUT,
             )  # fmt: skip
-        # Wait for the first decided minute, then `minutes` more closes (+ the grace).
-        first = None
-        while first is None:
+        # Wait for the first decision, then `minutes` closes after it (+ the grace).
+        began = None
+        while began is None:
             await asyncio.sleep(1)
             if proc.returncode is not None:
                 raise RuntimeError(log.read_text()[-2000:])
-            first = _first_minute(log)
-        last = first + minutes * MINUTE
+            began = _first_decision(log)
+        first = floor_minute(began)  # the first minute to close while deciding
+        last = first + (minutes - 1) * MINUTE
         done = last + MINUTE + timedelta(seconds=45)
         await asyncio.sleep(max(0.0, (done - datetime.now(UTC)).total_seconds()))
         async with (
@@ -155,20 +156,23 @@ def _records(log: Path) -> list[dict[str, Any]]:
     return out
 
 
-def _first_minute(log: Path) -> datetime | None:
-    records = _records(log)
-    return min((datetime.fromisoformat(r["minute"]) for r in records), default=None)
+def _stamp(record: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(record["timestamp"].replace("Z", "+00:00"))
+
+
+def _first_decision(log: Path) -> datetime | None:
+    return min((_stamp(r) for r in _records(log)), default=None)
 
 
 def _latencies(
     log: Path, first: datetime, last: datetime
 ) -> tuple[list[float], set[tuple[str, datetime]]]:
+    """Latencies of the minutes ``first``..``last`` (closed while deciding); all decided."""
     latencies, decided = [], set()
     for r in _records(log):
         minute = datetime.fromisoformat(r["minute"])
-        if first < minute <= last:  # the first minute may be a start-up catch-up
-            at = datetime.fromisoformat(r["timestamp"].replace("Z", "+00:00"))
-            latencies.append((at - minute - MINUTE).total_seconds())
+        if first <= minute <= last:
+            latencies.append((_stamp(r) - minute - MINUTE).total_seconds())
         decided.add((r["symbol"], minute))
     return latencies, decided
 
