@@ -42,10 +42,20 @@ def _pyplot() -> Any:
 
 
 def _thin(ts: npt.NDArray[np.int64], ys: npt.NDArray[np.float64]) -> tuple[list[datetime], Any]:
-    step = max(1, len(ts) // MAX_POINTS)
-    idx = np.arange(0, len(ts), step)
-    if len(ts) and idx[-1] != len(ts) - 1:
-        idx = np.append(idx, len(ts) - 1)
+    """At most about 2 x MAX_POINTS points: each bucket keeps its lowest and highest point,
+    so the deepest drawdown and the highest equity are drawn where they happened."""
+    n = len(ts)
+    step = max(1, n // MAX_POINTS)
+    if step == 1:
+        idx = np.arange(n)
+    else:
+        full = n - n % step
+        buckets = np.nan_to_num(ys[:full], nan=0.0).reshape(-1, step)
+        base = np.arange(0, full, step)
+        idx = np.unique(np.concatenate((
+            base, base + buckets.argmin(axis=1), base + buckets.argmax(axis=1),
+            np.arange(full, n), [n - 1],
+        )))  # fmt: skip
     return [datetime.fromtimestamp(int(t), UTC) for t in ts[idx]], ys[idx]
 
 
@@ -80,7 +90,7 @@ def _drawdown_chart(result: BacktestResult, tz: ZoneInfo) -> str:
     x, y = _thin(result.equity_ts, drawdown)
     ax.plot(x, y, linewidth=1.0, color="#d62728")
     ax.fill_between(x, y, 0, color="#d62728", alpha=0.25)
-    _style(ax, "Drawdown", "% below the running peak", tz)
+    _style(ax, "Drawdown", "% below the running peak", tz, yfmt=".2f")
     return _finish(plt, fig)
 
 
@@ -102,11 +112,12 @@ def _price_chart(symbol: str, series: PriceSeries, result: BacktestResult, tz: Z
             [float(t.exit_price or 0) for t in done],
             marker="v", color="#d62728", s=70, label="exit", zorder=3,
         )  # fmt: skip
-    _style(ax, f"{symbol}: price with entries and exits", "KRW", tz)
+    small = len(series[1]) and float(np.nanmax(series[1])) < 100
+    _style(ax, f"{symbol}: price with entries and exits", "KRW", tz, ",.4g" if small else ",.0f")
     return _finish(plt, fig)
 
 
-def _style(ax: Any, title: str, ylabel: str, tz: ZoneInfo) -> None:
+def _style(ax: Any, title: str, ylabel: str, tz: ZoneInfo, yfmt: str = ",.0f") -> None:
     import matplotlib.dates as mdates
     import matplotlib.ticker as mticker
 
@@ -114,9 +125,12 @@ def _style(ax: Any, title: str, ylabel: str, tz: ZoneInfo) -> None:
     ax.set_ylabel(ylabel, fontsize=12)
     ax.set_xlabel(f"time ({tz.key})", fontsize=12)
     ax.tick_params(labelsize=11)
-    ax.xaxis.set_major_locator(mdates.AutoDateLocator(tz=tz, maxticks=10))
+    # Regular steps from the first tick: month starts would otherwise crowd the last label.
+    ax.xaxis.set_major_locator(
+        mdates.AutoDateLocator(tz=tz, minticks=4, maxticks=9, interval_multiples=False)
+    )
     ax.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d %H:%M", tz=tz))
-    ax.yaxis.set_major_formatter(mticker.FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    ax.yaxis.set_major_formatter(mticker.FuncFormatter(lambda v, _: format(v, yfmt)))
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="best", fontsize=11)

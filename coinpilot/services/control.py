@@ -16,6 +16,7 @@ from typing import Any
 import asyncpg
 
 from coinpilot.adapters import ledger
+from coinpilot.adapters.outbox import enqueue
 from coinpilot.config import AppConfig
 from coinpilot.domain import risk
 from coinpilot.domain.money_format import krw, pnl_breakdown
@@ -33,6 +34,30 @@ class ControlState:
     reason: str | None
     changed_by: str | None
     changed_at: datetime | None
+
+
+TITLES = {
+    "entries_paused": "Operator: new entries paused",
+    "entries_resumed": "Operator: new entries resumed",
+    "force_exit": "Operator: force exit",
+    "account_reset": "Operator: paper account reset",
+}
+
+
+async def _record(
+    conn: asyncpg.Connection,
+    action: str,
+    symbol: str | None,
+    now: datetime,
+    details: dict[str, Any],
+    text: str,
+) -> None:
+    """The audit row and the Discord announcement, in the caller's transaction."""
+    await ledger._audit(conn, action, symbol, now, None, details, text, notify=False)
+    title = TITLES[action] + (f" {symbol}" if symbol else "")
+    payload = {"type": action, "symbol": symbol, "title": title, "message": text,
+               "level": "WARNING", "at": now.isoformat()}  # fmt: skip
+    await enqueue(conn, "risk", payload)
 
 
 async def state(conn: asyncpg.Pool | asyncpg.Connection) -> ControlState:
@@ -71,7 +96,7 @@ async def set_entries_paused(
             if paused
             else f"New entries resumed by {by}"
         )
-        await ledger._audit(conn, action, None, now, None, {"by": by, "reason": reason}, text)
+        await _record(conn, action, None, now, {"by": by, "reason": reason}, text)
     return True
 
 
@@ -102,7 +127,7 @@ async def force_exit(
             f"{candle['ts']:%Y-%m-%d %H:%M} UTC): PnL {krw(sold.net_pnl, sign=True)}"
         )
         details = {"by": by, "price": str(sold.fill.price), "net_pnl": str(sold.net_pnl)}
-        await ledger._audit(conn, "force_exit", symbol, now, None, details, text)
+        await _record(conn, "force_exit", symbol, now, details, text)
     return sold
 
 
@@ -151,5 +176,5 @@ async def reset_account(
             f"{krw(before['cash'])}, PnL {pnl_breakdown(gross - fees, gross, fees)}"
             + (f", positions dropped: {', '.join(dropped)}" if dropped else "")
         )
-        await ledger._audit(conn, "account_reset", None, now, None, summary, text)
+        await _record(conn, "account_reset", None, now, summary, text)
     return summary

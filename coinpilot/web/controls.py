@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from coinpilot.services import control
 from coinpilot.web.tables import esc
@@ -34,7 +35,10 @@ async def _fields(request: web.Request) -> dict[str, str]:
         if not isinstance(body, dict):
             raise _json_error(400, {"error": "bad_request", "detail": "expected an object"})
         return {str(k): str(v) for k, v in body.items()}
-    form = await request.post()
+    try:
+        form = await request.post()
+    except (ValueError, HttpProcessingError):  # a malformed form or multipart body
+        raise _json_error(400, {"error": "bad_request", "detail": "unreadable form"}) from None
     return {k: str(v) for k, v in form.items()}
 
 

@@ -80,9 +80,13 @@ async def test_force_exit_sells_at_the_last_closed_price(
     audit = await pool.fetchrow("SELECT * FROM risk_audit WHERE violation_type = 'force_exit'")
     assert audit["symbol"] == "KRW-BTC"
     assert "cli:test" in audit["description"]
-    kinds = [r["kind"] for r in await pool.fetch("SELECT kind FROM outbox ORDER BY id")]
+    rows = await pool.fetch("SELECT kind, payload FROM outbox ORDER BY id")
+    kinds = [r["kind"] for r in rows]
     assert kinds.count("risk") == 1  # the announcement, next to the trade notice
     assert "trade" in kinds
+    notice = next(r["payload"] for r in rows if r["kind"] == "risk")
+    assert notice["title"] == "Operator: force exit KRW-BTC"
+    assert "cli:test" in notice["message"]
     assert (await ledger.verify(pool)).ok
     with pytest.raises(control.ControlError, match="no open position"):
         await control.force_exit(pool, settings.app, "KRW-BTC", by="cli:test", now=NOW)

@@ -353,3 +353,38 @@ async def test_a_notification_given_up_on_degrades(
         code, body = await health(url)
     assert (code, body["status"]) == (200, "degraded")
     assert any("given up" in p for p in body["problems"]), body["problems"]
+
+
+def post(path: str, ctype: bytes, body: bytes) -> bytes:
+    return (
+        b"POST " + path.encode() + b" HTTP/1.1\r\nHost: x\r\nContent-Type: " + ctype
+        + b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )  # fmt: skip
+
+
+async def test_no_control_post_gets_a_500(
+    pool: asyncpg.Pool, redis: aioredis.Redis, keys: Keys, make_settings: Callable[..., Settings]
+) -> None:
+    """Malformed bodies to the control routes answer 4xx and change nothing."""
+    settings = make_settings(symbols=["KRW-BTC"])
+    await fresh(pool, "KRW-BTC")
+    bodies = [
+        (b"application/json", b"{not json"),
+        (b"application/json", b"\xff\xfe{}"),
+        (b"application/json", b"[1, 2]"),
+        (b"application/json", b'{"symbol": "\\ud800"}'),
+        (b"application/json", b'{"confirm": null, "symbol": 5}'),
+        (b"application/x-www-form-urlencoded", b"symbol=%ff%fe&confirm=%00"),
+        (b"multipart/form-data; boundary=zz", b"--zz\r\nbroken"),
+        (b"multipart/form-data", b"no boundary at all"),
+        (b"text/plain", b"\xff" * 100),
+    ]
+    server_errors = []
+    async with serving(settings, pool, redis, keys) as (_, url):
+        for path in ("/api/control/force-exit", "/api/control/reset", "/api/control/nope"):
+            for ctype, body in bodies:
+                status = await raw_status(url, post(path, ctype, body))
+                if status >= 500:
+                    server_errors.append((status, path, ctype, body[:30]))
+    assert server_errors == []
+    assert await pool.fetchval("SELECT count(*) FROM risk_audit") == 0

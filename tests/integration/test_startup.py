@@ -231,3 +231,19 @@ def test_version_is_printed() -> None:
     proc = run_cli(["--version"], dict(os.environ))
     assert proc.returncode == 0
     assert proc.stdout.strip() == f"coinpilot {__version__}"
+
+
+def test_unusable_state_directory_is_one_line_naming_the_setting(tmp_path: Path) -> None:
+    """With no URLs the embedded servers live under the state directory; a file there is
+    one line naming STATE_DIRECTORY, not a traceback."""
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
+    env = base_env(tmp_path, STATE_DIRECTORY=str(blocker), COINPILOT_HTTP_PORT=str(free_port()))
+    proc = run_cli(["run"], env)
+    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "Traceback" not in proc.stdout + proc.stderr
+    failed = [
+        json.loads(line) for line in proc.stdout.splitlines() if "daemon_start_failed" in line
+    ]
+    assert len(failed) == 1
+    assert "STATE_DIRECTORY" in failed[0]["error"]

@@ -44,3 +44,20 @@ def test_report_embeds_charts_and_trades() -> None:
     assert "<script" not in page
     assert "TAKE_PROFIT" in page
     assert "1.5" in page
+
+
+def test_thinning_keeps_each_buckets_extremes() -> None:
+    """A one-minute dip inside a long run survives thinning, so the chart shows the deepest
+    drawdown the summary reports."""
+    from coinpilot.backtest.report_html import MAX_POINTS, _thin
+
+    n = MAX_POINTS * 10 + 7
+    ts = np.arange(n, dtype=np.int64) * 60
+    ys = np.zeros(n)
+    ys[12_345] = -0.22
+    ys[23_456] = 0.5
+    _, thinned = _thin(ts, ys)
+    assert len(thinned) <= 3 * MAX_POINTS
+    assert thinned.min() == -0.22
+    assert thinned.max() == 0.5
+    assert thinned[-1] == ys[-1]
