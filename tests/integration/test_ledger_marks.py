@@ -123,3 +123,29 @@ async def test_a_new_day_opens_at_the_marked_equity(pool: asyncpg.Pool, settings
     # Later the same day the opening stays what it was, whatever the marks do
     later = await ledger.load_state(pool, app, NEXT_DAY + timedelta(hours=1), {})
     assert later.day.opening_equity == D("10068410.080705145")
+
+
+async def test_a_read_only_look_shows_the_day_as_it_would_open_and_writes_nothing(
+    pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """`coinpilot status` reads the ledger without creating the account or the day row."""
+    app = settings.app
+    empty = await ledger.load_state(pool, app, T0, {}, read_only=True)
+    assert (empty.account.cash, empty.account.initial_balance) == (D(10_000_000),) * 2
+    assert (empty.positions, empty.day.opening_equity) == ({}, D(10_000_000))
+    assert await pool.fetchval("SELECT count(*) FROM account_state") == 0
+    assert await pool.fetchval("SELECT count(*) FROM daily_risk_state") == 0
+    await ledger.load_state(pool, app, T0, {})
+    await buy(pool, settings, "KRW-BTC", "90000000")
+    await buy(pool, settings, "KRW-ETH", "4000000")
+    marks = {"KRW-BTC": 80_000_000.0, "KRW-ETH": 5_000_000.0}
+    ahead = await ledger.load_state(pool, app, NEXT_DAY, marks, read_only=True)
+    assert ahead.day.trade_date.isoformat() == "2026-03-03"
+    assert ahead.day.opening_equity == D("10068410.080705145")  # as worked out above
+    assert (ahead.day.buy_count, ahead.day.is_trading_halted) == (0, False)
+    assert ahead.account.cash == CASH_AFTER_BOTH
+    assert set(ahead.positions) == {"KRW-BTC", "KRW-ETH"}
+    assert await pool.fetchval("SELECT count(*) FROM daily_risk_state") == 1  # only 2 March
+    today = await ledger.load_state(pool, app, T0, marks, read_only=True)
+    assert today.day.opening_equity == D(10_000_000)  # the stored row, not the marks
+    assert today.day.buy_count == 2
