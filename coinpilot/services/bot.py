@@ -246,15 +246,23 @@ class BotService(PeriodicService):
         return {s: found.get(s, "UNKNOWN") for s in symbols}
 
     async def _volatility(self, symbols: list[str]) -> dict[str, bool]:
+        """Redis first; a missing key, like a Redis outage, is answered from volatility_state."""
+        flags: dict[str, bool] = {}
         try:
             values = await self.redis.mget([self.keys.volatility(s) for s in symbols])
+            for sym, raw in zip(symbols, values, strict=True):
+                with contextlib.suppress(ValueError, TypeError, AttributeError):
+                    if raw:
+                        flags[sym] = bool(json.loads(raw).get("is_high"))
         except REDIS_ERRORS as exc:
             self._redis_failed(exc)
-            return {}
-        flags = {}
-        for sym, raw in zip(symbols, values, strict=True):
-            with contextlib.suppress(ValueError, TypeError, AttributeError):
-                flags[sym] = bool(json.loads(raw).get("is_high")) if raw else False
+        missing = [s for s in symbols if s not in flags]
+        if missing:
+            rows = await self.pool.fetch(
+                "SELECT symbol, is_high FROM volatility_state WHERE symbol = ANY($1::text[])",
+                missing,
+            )
+            flags.update({r["symbol"]: r["is_high"] for r in rows})
         return flags
 
     def watched_symbols(self) -> list[str]:

@@ -116,6 +116,7 @@ class CandleStream:
         self.rng = rng or random.Random()
         self.closer = MinuteCloser(config.close_grace_s)
         self.connected = False
+        self.up = asyncio.Event()  # set while connected and subscribed
         self.connections = 0
         self.attempt = 0
         self._pending: list[CandleRow] = []
@@ -167,6 +168,10 @@ class CandleStream:
 
     def _set_connected(self, up: bool) -> None:
         self.connected = up
+        if up:
+            self.up.set()
+        else:
+            self.up.clear()
         self.metrics.ws_connected.set(1 if up else 0)
 
     async def _connection(self, stop: asyncio.Event) -> None:

@@ -76,6 +76,8 @@ async def set_entries_paused(
     pool: asyncpg.Pool, paused: bool, *, by: str, reason: str | None, now: datetime
 ) -> bool:
     """Pause or resume new entries; False when it already was so (nothing recorded)."""
+    if reason is not None:  # free text from a form: bounded, and storable (no lone surrogates)
+        reason = reason.encode("utf-8", "replace").decode("utf-8")[:200].strip() or None
     async with pool.acquire() as conn, conn.transaction():
         current = await conn.fetchval(
             "SELECT entries_paused FROM control_state WHERE id = 1 FOR UPDATE"

@@ -485,7 +485,10 @@ def load_markets(
     for k in range(wanted):
         symbol, rows = files[k % len(files)]
         copy = k // len(files)
-        name = market_name(symbol, copy)
+        name, bump = market_name(symbol, copy), copy
+        while name in names or name in fake.series:  # two files of one coin: next suffix
+            bump += 1
+            name = market_name(symbol, bump)
         if live_history_min is None:
             fake.add_rows(shift_rows(rows, timedelta(0), name))
         else:

@@ -8,10 +8,11 @@
   an error; a new request replaces the subscription and sends a new snapshot;
   ``LIST_SUBSCRIPTIONS`` is answered;
 * each stored minute is replayed as trades (open → low → high → close for a rising minute,
-  open → high → low → close for a falling one; volume and value accumulate) at fixed seconds
-  of the minute, shifted per market; a 1 s cycle pushes every candle a trade changed since
-  the last cycle, and the last message of a minute carries exactly the stored row; minutes
-  without a row send nothing; ``timestamp`` is the trade's time;
+  open → high → low → close for a falling one; volume and value accumulate) from the
+  minute's first second to its last few, shifted per market; a 1 s cycle pushes every
+  candle a trade changed since the last cycle, and the last message of a minute carries
+  exactly the stored row; minutes without a row send nothing; ``timestamp`` is the
+  trade's time;
 * binary frames of compact UTF-8 JSON (``text_frames`` for text), DEFAULT / SIMPLE objects
   per candle or JSON_LIST / SIMPLE_LIST arrays per cycle;
 * ping frames get a pong, a text ``PING`` gets ``{"status":"UP"}`` once (``status_every_s``
@@ -139,13 +140,15 @@ def parse_request(text: str) -> Subscription | str:
 
 
 def trade_times(minute: datetime, code: str, trades: int) -> list[datetime]:
-    """When the minute's trades happen: spread over seconds 2..47, shifted 0..9 s per market."""
-    shift = crc32(code.encode()) % 10
+    """When the minute's trades happen: the opening trade in the minute's first second or
+    so (a liquid market trades at once), the closing one near its end, shifted 0–0.9 s
+    per market so markets do not all move on the same instant."""
+    shift = crc32(code.encode()) % 10 / 10
     if trades == 1:
-        seconds = [47.0]
+        seconds = [57.2]
     else:
-        seconds = [2 + j * 45 / (trades - 1) for j in range(trades)]
-    return [minute + timedelta(seconds=s + shift, milliseconds=123) for s in seconds]
+        seconds = [0.2 + j * 57 / (trades - 1) for j in range(trades)]
+    return [minute + timedelta(seconds=s + shift) for s in seconds]
 
 
 def candle_after(row: CandleRow, trades: int, j: int) -> dict[str, Any]:

@@ -1,5 +1,5 @@
 """The collector's WebSocket path against the Upbit fake over real sockets, on a clock that
-runs 20 times faster than real time (a minute every 3 s): minutes closed and stored once
+runs 30 times faster than real time (a minute every 2 s): minutes closed and stored once
 with their last values, REST fallback and gap fill after a drop, stalls and garbage
 counted and survived, reconnects backed off."""
 
@@ -31,7 +31,7 @@ from tests.fast_clock import FastClock
 
 BTC_FILE = "upbit_KRW-BTC_1m_2018-01-25_2018-02-01.csv"
 ETH_FILE = "binance_ETHUSDT_1m_2025-12-18_2025-12-29.csv"
-SPEED = 20.0
+SPEED = 30.0
 MIN = timedelta(minutes=1)
 
 
@@ -121,7 +121,6 @@ async def rig(
         )
         stop = asyncio.Event()
         await collector.startup()  # the catch-up, then the stream starts
-        collector._stop = stop
         task = asyncio.create_task(collector.stream.run(stop))
         try:
             yield Rig(fake, collector, clock)
@@ -168,7 +167,7 @@ async def test_stream_stores_every_closed_minute_once_with_its_last_values(
         await r.until_connected()
         first = floor_minute(r.clock.now()) + MIN  # the first minute the stream sees whole
         end = first + 4 * MIN
-        # The grace (2 s) plus the stream's 0.25 s check, which is 5 s on this fast clock.
+        # The grace (2 s) plus the stream's 0.25 s check, which is 7.5 s on this fast clock.
         await r.clock.until(end + timedelta(seconds=15))
     want = expected(r.fake, first, end)
     got = await stored(pool, first)

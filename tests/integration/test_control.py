@@ -312,3 +312,16 @@ async def test_an_approval_arriving_after_a_pause_buys_nothing(
     assert ai.asked == 1  # a candidate reached the AI, then entries stayed paused
     assert await pool.fetchval("SELECT count(*) FROM trading_history") == 0
     assert status["reason_code"] == "entries_paused"
+
+
+async def test_a_pause_reason_of_any_text_is_stored_bounded(
+    pool: asyncpg.Pool, make_settings: Callable[..., Settings]
+) -> None:
+    await ledger.ensure_account(pool, make_settings().app.risk.initial_balance_krw)
+    assert await control.set_entries_paused(
+        pool, True, by="t", reason="\ud800" + "x" * 500, now=NOW
+    )
+    stored = (await control.state(pool)).reason
+    assert stored is not None
+    assert len(stored) == 200
+    assert stored.startswith("?x")

@@ -64,6 +64,9 @@ async def test_every_one_minute_file_gets_a_state(
         assert state["is_high"] is False
         assert state["computed_at"] == now.isoformat()
         assert ctx.metrics.volatility.labels(symbol=symbol)._value.get() == state["volatility_pct"]
+        row = await pool.fetchrow("SELECT * FROM volatility_state WHERE symbol = $1", symbol)
+        assert (row["volatility_pct"], row["is_high"], row["computed_at"]) == (
+            state["volatility_pct"], False, now)  # fmt: skip
     assert not await missing_state(ctx)
 
 
@@ -98,6 +101,44 @@ async def test_too_few_candles_keep_the_previous_state(
     detail = await run_volatility_job(ctx, last + timedelta(minutes=1))
     assert detail == "KRW-ETH=skipped"
     assert await redis.get(keys.volatility("KRW-ETH")) == previous
+
+
+FIT_IN_CHILD = """
+import asyncio, json, sys
+import numpy as np
+from coinpilot.services.jobs.fit_pool import fit_pool
+
+closes = np.array(json.loads(sys.stdin.read()))
+
+async def main():
+    async with fit_pool() as fit:
+        est = await fit(closes, threshold_pct=2.0, min_returns=100)
+    loaded = sorted(m for m in ("arch", "scipy") if m in sys.modules)
+    print(json.dumps([est.volatility_pct, est.status, loaded]))
+
+asyncio.run(main())
+"""
+
+
+def test_the_fit_runs_in_a_child_and_the_caller_never_imports_arch(data_dir: Path) -> None:
+    """A fresh process fits through the pool and ends without arch or scipy loaded; the
+    child's answer is the one the same fit gives in this process."""
+    from coinpilot.adapters.csvdata import load_candles
+
+    closes = load_candles(data_dir / FILES["KRW-AVAX"]).close[-1000:]
+    proc = subprocess.run(
+        [sys.executable, "-c", FIT_IN_CHILD],
+        input=json.dumps(closes.tolist()),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+    vol, status, loaded = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert loaded == []
+    assert status == "ok"
+    here = estimate_volatility(closes, threshold_pct=2.0, min_returns=100)
+    assert vol == here.volatility_pct
 
 
 async def test_health_answers_while_a_fit_runs(
@@ -138,41 +179,3 @@ async def test_health_answers_while_a_fit_runs(
         finally:
             release.set()
             await runner.cleanup()
-
-
-FIT_IN_CHILD = """
-import asyncio, json, sys
-import numpy as np
-from coinpilot.services.jobs.fit_pool import fit_pool
-
-closes = np.array(json.loads(sys.stdin.read()))
-
-async def main():
-    async with fit_pool() as fit:
-        est = await fit(closes, threshold_pct=2.0, min_returns=100)
-    loaded = sorted(m for m in ("arch", "scipy") if m in sys.modules)
-    print(json.dumps([est.volatility_pct, est.status, loaded]))
-
-asyncio.run(main())
-"""
-
-
-def test_the_fit_runs_in_a_child_and_the_caller_never_imports_arch(data_dir: Path) -> None:
-    """A fresh process fits through the pool and ends without arch or scipy loaded; the
-    child's answer is the one the same fit gives in this process."""
-    from coinpilot.adapters.csvdata import load_candles
-
-    closes = load_candles(data_dir / FILES["KRW-AVAX"]).close[-1000:]
-    proc = subprocess.run(
-        [sys.executable, "-c", FIT_IN_CHILD],
-        input=json.dumps(closes.tolist()),
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=300,
-    )
-    vol, status, loaded = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert loaded == []
-    assert status == "ok"
-    here = estimate_volatility(closes, threshold_pct=2.0, min_returns=100)
-    assert vol == here.volatility_pct
