@@ -16,6 +16,7 @@ import structlog
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from coinpilot.healthchecks import DB_ERRORS
 from coinpilot.services import control
 from coinpilot.web.tables import esc
 
@@ -110,6 +111,10 @@ def handler(deps: Deps, action: Action) -> Callable[[web.Request], Awaitable[web
             result = await action(deps, fields, by)
         except control.ControlError as exc:
             raise _json_error(409, {"error": "refused", "detail": str(exc)}) from None
+        except DB_ERRORS as exc:
+            deps.metrics.dependency_error("postgres", "control")
+            log.warning("control_failed", path=request.path, error=type(exc).__name__)
+            raise _json_error(503, {"error": "unavailable", "detail": "database"}) from exc
         log.info("control_action", path=request.path, by=by)
         if "text/html" in request.headers.get("Accept", ""):
             raise web.HTTPSeeOther("/system")  # a browser form: back to the page

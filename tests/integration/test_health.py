@@ -388,3 +388,13 @@ async def test_no_control_post_gets_a_500(
                     server_errors.append((status, path, ctype, body[:30]))
     assert server_errors == []
     assert await pool.fetchval("SELECT count(*) FROM risk_audit") == 0
+
+
+async def test_a_control_post_with_the_database_down_is_503(
+    db_dsn: str, redis: aioredis.Redis, keys: Keys, two_symbols: Settings
+) -> None:
+    pool = await asyncpg.create_pool(db_dsn, min_size=1, max_size=2)
+    async with serving(two_symbols, pool, redis, keys) as (_, url):
+        await pool.close()
+        async with aiohttp.ClientSession() as http, http.post(url + "/api/control/pause") as r:
+            assert r.status == 503
