@@ -246,15 +246,23 @@ class BotService(PeriodicService):
         return {s: found.get(s, "UNKNOWN") for s in symbols}
 
     async def _volatility(self, symbols: list[str]) -> dict[str, bool]:
+        """Redis first; a missing key, like a Redis outage, is answered from volatility_state."""
+        flags: dict[str, bool] = {}
         try:
             values = await self.redis.mget([self.keys.volatility(s) for s in symbols])
+            for sym, raw in zip(symbols, values, strict=True):
+                with contextlib.suppress(ValueError, TypeError, AttributeError):
+                    if raw:
+                        flags[sym] = bool(json.loads(raw).get("is_high"))
         except REDIS_ERRORS as exc:
             self._redis_failed(exc)
-            return {}
-        flags = {}
-        for sym, raw in zip(symbols, values, strict=True):
-            with contextlib.suppress(ValueError, TypeError, AttributeError):
-                flags[sym] = bool(json.loads(raw).get("is_high")) if raw else False
+        missing = [s for s in symbols if s not in flags]
+        if missing:
+            rows = await self.pool.fetch(
+                "SELECT symbol, is_high FROM volatility_state WHERE symbol = ANY($1::text[])",
+                missing,
+            )
+            flags.update({r["symbol"]: r["is_high"] for r in rows})
         return flags
 
     def watched_symbols(self) -> list[str]:
@@ -302,7 +310,8 @@ class BotService(PeriodicService):
         outcomes: dict[str, Outcome] = {}
         for sym in [s for s in symbols if s in state.positions]:
             outcomes[sym] = await self._isolated(sym, self._exit(sym, inputs, state))
-        state = await ledger.load_state(self.pool, self.app, inputs.now, inputs.marks)
+        if any(o.action != "HOLD (POS)" for o in outcomes.values()):  # a fill, or maybe one
+            state = await ledger.load_state(self.pool, self.app, inputs.now, inputs.marks)
         paused = await control.entries_paused(self.pool)  # the operator's pause; exits go on
         # A symbol that just exited may enter again on this candle, as in the backtest; this
         # also makes re-running an interrupted cycle give the same result.

@@ -296,6 +296,47 @@ async def test_high_volatility_halves_the_order_instead_of_blocking(
     assert row["quantity"] == expected.quantity
 
 
+async def test_a_volatility_flag_missing_from_redis_is_read_from_the_database(
+    pool: asyncpg.Pool,
+    redis: aioredis.Redis,
+    keys: Keys,
+    data_dir: Path,
+    make_settings: Callable[..., Settings],
+) -> None:
+    """The job's high-volatility verdict outlives a Redis flush: the order is still halved."""
+    from coinpilot.domain.fills import buy_fill
+    from coinpilot.domain.sizing import order_amount
+    from coinpilot.domain.volatility import VolatilityEstimate
+    from coinpilot.observability import Metrics
+    from coinpilot.services.jobs import JobContext
+    from coinpilot.services.jobs.volatility import update_symbol
+
+    settings = make_settings(symbols=AVAX)
+    app, rows = settings.app, aligned_rows(data_dir, AVAX)
+    start = DAY + timedelta(hours=1, minutes=10)
+
+    async def high(closes: Any, **_: Any) -> VolatilityEstimate:
+        return VolatilityEstimate(volatility_pct=4.2, is_high=True, status="ok", returns=999)
+
+    ctx = JobContext(settings=settings, pool=pool, redis=redis, keys=keys, metrics=Metrics())
+    closes = np.full(app.volatility.min_candles, 100.0)
+    assert await update_symbol(ctx, "KRW-AVAX", closes, start - timedelta(hours=1), high)
+    assert await redis.delete(keys.volatility("KRW-AVAX")) == 1  # Redis restarted empty
+    async with Replay(settings, pool, redis, keys, rows, start) as rp:
+        await rp.preload(start)
+        await redis.delete(keys.volatility("KRW-AVAX"))  # whatever start-up republished
+        await rp.run_until(start + timedelta(minutes=10))
+    row = await pool.fetchrow("SELECT * FROM trading_history WHERE side = 'BUY'")
+    assert row is not None
+    initial = app.risk.initial_balance_krw
+    amount = order_amount(equity=initial, cash=initial, exposure=Decimal(0),
+                          regime_ratio=app.regimes[row["regime"]].position_size_ratio,
+                          vol_factor=0.5, limits=app.risk)  # fmt: skip
+    expected = buy_fill(row["price"] / (1 + app.fills.slippage), amount, app.fills)
+    assert expected is not None
+    assert row["quantity"] == expected.quantity
+
+
 def _bot(
     settings: Settings, pool: asyncpg.Pool, redis: aioredis.Redis, keys: Keys, now: datetime,
     ai: Any = None,

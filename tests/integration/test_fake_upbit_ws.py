@@ -115,3 +115,48 @@ async def test_rest_limits_are_per_group_over_a_sliding_second(
     assert status == 200
     assert remaining.startswith("group=market;")
     assert fake.stats["429_candles"] == 1
+
+
+@pytest.mark.parametrize("fmt", ["JSON_LIST", "SIMPLE_LIST"])
+async def test_list_formats_send_one_array_per_cycle_and_text_frames_on_demand(
+    served: tuple[FakeUpbit, str, aiohttp.ClientSession], fmt: str
+) -> None:
+    fake, url, http = served
+    fake.ws.text_frames = True
+    request = [{"ticket": "t"}, {"type": "candle.1m", "codes": ["KRW-BTC", "KRW-BTC2"]}]
+    async with http.ws_connect(url + "/websocket/v1") as ws:
+        await ws.send_str(json.dumps([*request, {"format": fmt}]))
+        msg = await ws.receive(timeout=5)
+    assert msg.type == aiohttp.WSMsgType.TEXT
+    frame = json.loads(msg.data)
+    key = "cd" if fmt == "SIMPLE_LIST" else "code"
+    assert sorted(item[key] for item in frame) == ["KRW-BTC", "KRW-BTC2"]
+
+
+async def test_the_drop_fault_ends_every_connection_after_its_time(
+    served: tuple[FakeUpbit, str, aiohttp.ClientSession],
+) -> None:
+    fake, url, http = served
+    fake.ws.drop_after_s = 1.0
+    async with http.ws_connect(url + "/websocket/v1") as ws:
+        msg = await ws.receive(timeout=10)
+    assert msg.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR)
+    assert fake.stats["ws_dropped_by_fault"] == 1
+
+
+def test_live_markets_are_shifted_to_now_and_copies_named_apart(data_dir: Path) -> None:
+    fake = FakeUpbit()
+    now = datetime(2026, 11, 29, 22, 0, 30, tzinfo=UTC)
+    eth = "binance_ETHUSDT_1m_2025-12-18_2025-12-29.csv"
+    names = load_markets(
+        fake,
+        [str(data_dir / BTC_FILE), str(data_dir / eth)],
+        markets=5,
+        live_history_min=100,
+        now=now,
+    )
+    assert names == ["KRW-BTC", "KRW-ETH", "KRW-BTC2", "KRW-ETH2", "KRW-BTC3"]
+    first = fake.series["KRW-BTC"]
+    assert first.rows[100].ts == datetime(2026, 11, 29, 22, 0, tzinfo=UTC)
+    assert fake.series["KRW-BTC2"].rows[197].ts == first.rows[100].ts  # a copy starts later
+    assert fake.series["KRW-BTC2"].rows[197].close_price == first.rows[197].close_price

@@ -64,6 +64,9 @@ async def test_every_one_minute_file_gets_a_state(
         assert state["is_high"] is False
         assert state["computed_at"] == now.isoformat()
         assert ctx.metrics.volatility.labels(symbol=symbol)._value.get() == state["volatility_pct"]
+        row = await pool.fetchrow("SELECT * FROM volatility_state WHERE symbol = $1", symbol)
+        assert (row["volatility_pct"], row["is_high"], row["computed_at"]) == (
+            state["volatility_pct"], False, now)  # fmt: skip
     assert not await missing_state(ctx)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import sys
 from collections.abc import Callable
@@ -108,9 +107,9 @@ async def test_volatility_waits_for_its_slot_when_state_exists(
     keys: Keys,
     make_settings: Callable[..., Settings],
 ) -> None:
-    """With every symbol's state published, volatility is not run at start."""
+    """With every symbol's verdict stored, volatility is not run at start."""
     ctx = context(make_settings(symbols=["KRW-BTC"], schedules=far_from_now()), pool, redis, keys)
-    await redis.set(keys.volatility("KRW-BTC"), json.dumps({"volatility_pct": 0.1}))
+    await pool.execute("INSERT INTO volatility_state VALUES ('KRW-BTC', 0.1, false, 'ok', now())")
     sched = JobScheduler(ctx, clock=SystemClock(), health=Health(), metrics=ctx.metrics)
     scheduler = await sched.build()
     scheduler.start(paused=True)

@@ -47,6 +47,14 @@ async def update_symbol(
     if est.status == "fit_failed":
         ctx.metrics.dependency_error("garch", "fit_failed")
         log.warning("volatility_fit_failed", symbol=symbol, returns=est.returns)
+    await ctx.pool.execute(
+        """INSERT INTO volatility_state (symbol, volatility_pct, is_high, status, computed_at)
+           VALUES ($1, $2, $3, $4, $5)
+           ON CONFLICT (symbol) DO UPDATE SET volatility_pct = EXCLUDED.volatility_pct,
+               is_high = EXCLUDED.is_high, status = EXCLUDED.status,
+               computed_at = EXCLUDED.computed_at""",
+        symbol, est.volatility_pct, est.is_high, est.status, now,
+    )  # fmt: skip
     await ctx.redis.set(ctx.keys.volatility(symbol), state_json(est, now))
     ctx.metrics.volatility.labels(symbol=symbol).set(est.volatility_pct)
     ctx.metrics.high_volatility.labels(symbol=symbol).set(1 if est.is_high else 0)
@@ -93,9 +101,9 @@ async def _run(ctx: JobContext, now: datetime, fit: Fit) -> str:
 
 
 async def missing_state(ctx: JobContext) -> bool:
-    """True when some symbol has no published volatility (run the job at start-up)."""
-    try:
-        values = await ctx.redis.mget([ctx.keys.volatility(s) for s in ctx.settings.app.symbols])
-    except REDIS_ERRORS:
-        return True
-    return any(v is None for v in values)
+    """True when some symbol has no volatility verdict at all (run the job at start-up)."""
+    symbols = ctx.settings.app.symbols
+    stored = await ctx.pool.fetchval(
+        "SELECT count(*) FROM volatility_state WHERE symbol = ANY($1::text[])", symbols
+    )
+    return bool(stored < len(set(symbols)))
