@@ -112,6 +112,11 @@ tests:
         values: '0 60 60 60 60 60 60 60 60 60'
       - series: 'up{{job="coinpilot",instance="a"}}'
         values: '1 1 0 0 0 0 0'
+      - series: 'coinpilot_minutes_missed_total{{job="coinpilot",instance="a"}}'
+        values: '0 0 0 0 1 1 1'
+      - series: >-
+          coinpilot_upbit_ws_disconnects_total{{job="coinpilot",instance="a",reason="closed"}}
+        values: '0 1 2 3 4 4 4'
     alert_rule_test:
       - eval_time: 6m
         alertname: CoinPilotCandlesStale
@@ -128,6 +133,20 @@ tests:
         alertname: CoinPilotBotLoopStale
         exp_alerts:
           - exp_labels: {{severity: critical, job: coinpilot, instance: a, service: bot}}
+      - eval_time: 3m
+        alertname: CoinPilotMinutesMissed
+        exp_alerts: []
+      - eval_time: 5m
+        alertname: CoinPilotMinutesMissed
+        exp_alerts:
+          - exp_labels: {{severity: critical, job: coinpilot, instance: a}}
+      - eval_time: 3m
+        alertname: CoinPilotUpbitStreamFlapping
+        exp_alerts: []
+      - eval_time: 5m
+        alertname: CoinPilotUpbitStreamFlapping
+        exp_alerts:
+          - exp_labels: {{severity: warning}}
       - eval_time: 5m
         alertname: CoinPilotDown
         exp_alerts:
@@ -137,7 +156,8 @@ tests:
 
 @needs_promtool
 def test_alert_rules_fire_on_synthetic_series(tmp_path: Path) -> None:
-    """`promtool test rules`: stale candles, ledger violation, stale loop and dead target fire."""
+    """`promtool test rules`: stale candles, ledger violation, stale loop, dead target, a
+    missed minute and a flapping candle stream fire."""
     # promtool compares annotations too; the test is about when rules fire, so drop them.
     rules = yaml.safe_load(RULES.read_text())
     for group in rules["groups"]:
