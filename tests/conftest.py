@@ -22,6 +22,7 @@ from typing import Any
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
+import structlog
 
 from coinpilot.adapters import db as dbmod
 from coinpilot.adapters.cache import Keys, create_redis
@@ -37,6 +38,15 @@ from tests.hygiene import (  # noqa: F401  (hooks: pytest finds them by name her
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_REDIS_DB = 15
+
+
+@pytest.fixture(autouse=True)
+def _own_log_config() -> Iterator[None]:
+    """Each test starts from the same structlog setup: a CLI run in-process (quiet at
+    WARNING) must not filter the info lines a later test captures."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
 
 
 def _reachable(host: str, port: int) -> bool:

@@ -310,7 +310,8 @@ class BotService(PeriodicService):
         outcomes: dict[str, Outcome] = {}
         for sym in [s for s in symbols if s in state.positions]:
             outcomes[sym] = await self._isolated(sym, self._exit(sym, inputs, state))
-        state = await ledger.load_state(self.pool, self.app, inputs.now, inputs.marks)
+        if any(o.action != "HOLD (POS)" for o in outcomes.values()):  # a fill, or maybe one
+            state = await ledger.load_state(self.pool, self.app, inputs.now, inputs.marks)
         paused = await control.entries_paused(self.pool)  # the operator's pause; exits go on
         # A symbol that just exited may enter again on this candle, as in the backtest; this
         # also makes re-running an interrupted cycle give the same result.
