@@ -67,3 +67,37 @@ async def test_a_refusal_is_audited_with_its_details(
     )  # fmt: skip
     assert row["details"] == {"regime": "BEAR"}
     assert row["ts"] == T0
+
+
+async def test_an_exit_records_what_it_closed_and_opens_a_new_day_at_the_marked_equity(
+    pool: asyncpg.Pool, make_settings: Callable[..., Settings]
+) -> None:
+    """The first fill of a KST day is an exit: the day opens at cash + the position marked
+    at the exit's close, before the exit; the SELL row and its notice say what it closed."""
+    app = make_settings().app
+    await ledger.load_state(pool, app, T0, {})
+    # 1,000 × 1.0005 = 1,000.5; 100,000 / 1,000.5 → 99.95002498 coins,
+    # notional 99,999.99999249, fee 49.999999996245: cash 9,899,950.000007513755
+    order = ledger.BuyOrder("KRW-ETH", T0, D(1000), D(100_000), "SIDEWAYS", {})
+    assert isinstance(await ledger.buy(pool, order, app, T0), ledger.Fill)
+    next_day = datetime(2026, 3, 2, 15, 5, tzinfo=UTC)  # 00:05 on 3 March in Seoul
+    candle = next_day - timedelta(minutes=1)
+    sold = await ledger.sell(pool, "KRW-ETH", candle, D(1100), "TAKE_PROFIT", D(1120), app,
+                             next_day, {"rsi": 71})  # fmt: skip
+    assert sold is not None
+    day = await pool.fetchrow("SELECT * FROM daily_risk_state WHERE trade_date = '2026-03-03'")
+    # 9,899,950.000007513755 + 99.95002498 × 1,100 (= 109,945.027478)
+    assert day["opening_equity"] == D("10009895.027485513755")
+    assert (day["buy_count"], day["sell_count"], day["trade_count"]) == (0, 1, 1)
+    row = await pool.fetchrow("SELECT * FROM trading_history WHERE side = 'SELL'")
+    assert row["entry_price"] == D("1000.5")
+    assert (row["regime"], row["exit_reason"], row["signal_info"]) == (
+        "SIDEWAYS", "TAKE_PROFIT", {"rsi": 71},
+    )  # fmt: skip
+    assert row["high_water_mark"] == D(1120)
+    notice = await pool.fetchval(
+        "SELECT payload FROM outbox WHERE kind = 'trade' ORDER BY id DESC LIMIT 1"
+    )
+    assert (notice["symbol"], notice["side"], notice["exit_reason"]) == (
+        "KRW-ETH", "SELL", "TAKE_PROFIT",
+    )  # fmt: skip
