@@ -52,6 +52,13 @@ async def test_two_losing_exits_at_once_both_count_toward_the_cooldown(
     )  # fmt: skip
     assert [c for r in results if (c := r and r.cooldown_until)] == [later + timedelta(hours=2)]
     assert (await ledger.verify(pool)).ok
+    audit = await pool.fetchrow("SELECT * FROM risk_audit WHERE violation_type = 'cooldown'")
+    third = await pool.fetchrow(
+        "SELECT id, symbol FROM trading_history WHERE side = 'SELL' ORDER BY id DESC LIMIT 1"
+    )
+    assert (audit["symbol"], audit["related_order_id"]) == (third["symbol"], third["id"])
+    assert audit["details"] == {"until": (later + timedelta(hours=2)).isoformat(), "losses": 3}
+    assert audit["description"] == "3 consecutive losses: no entries for 2 h"
 
 
 async def test_a_refusal_is_audited_with_its_details(
