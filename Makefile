@@ -7,7 +7,7 @@ SUM    := $(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 STAMP  := $(VENV)/.installed-$(SUM)
 RUN_STAMP := $(VENV)/.installed-run-$(SUM)
 
-.PHONY: run test lint typecheck fmt bench mutation install clean
+.PHONY: run test test-strict lint typecheck fmt bench mutation install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ run: $(RUN_STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# The suite with unclosed resources (ResourceWarning), unraisable exceptions and asyncio
+# errors ("Task exception was never retrieved") as failures: see tests/hygiene.py.
+test-strict: $(STAMP)
+	COINPILOT_TEST_STRICT=1 $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check coinpilot tests bench

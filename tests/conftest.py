@@ -22,14 +22,31 @@ from typing import Any
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
+import structlog
 
 from coinpilot.adapters import db as dbmod
 from coinpilot.adapters.cache import Keys, create_redis
 from coinpilot.config import Settings, load_config
 from coinpilot.embedded import EmbeddedPostgres, EmbeddedRedis
+from tests import hygiene
+from tests.hygiene import (  # noqa: F401  (hooks: pytest finds them by name here)
+    pytest_configure,
+    pytest_runtest_teardown,
+    pytest_sessionfinish,
+    pytest_sessionstart,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_REDIS_DB = 15
+
+
+@pytest.fixture(autouse=True)
+def _own_log_config() -> Iterator[None]:
+    """Each test starts from the same structlog setup: a CLI run in-process (quiet at
+    WARNING) must not filter the info lines a later test captures."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
 
 
 def _reachable(host: str, port: int) -> bool:
@@ -52,10 +69,13 @@ def pg_admin_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A superuser DSN to the `postgres` database of a real server."""
     env = os.environ.get("COINPILOT_TEST_DATABASE_URL")
     if env:
+        hygiene.remember_servers(pg_dsn=env)
         yield env
         return
     if _reachable("127.0.0.1", 5432):
-        yield "postgresql://postgres@127.0.0.1:5432/postgres"
+        dsn = "postgresql://postgres@127.0.0.1:5432/postgres"
+        hygiene.remember_servers(pg_dsn=dsn)
+        yield dsn
         return
     server = EmbeddedPostgres(Path(tempfile.mkdtemp(prefix="cp-pg-")))
     yield server.start()
@@ -66,11 +86,14 @@ def pg_admin_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def redis_url_base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     env = os.environ.get("COINPILOT_TEST_REDIS_URL")
     if env:
+        hygiene.remember_servers(redis_url=env)
         yield env
         return
     if _reachable("127.0.0.1", 6379):
         # Not DB 0, which a daemon on this host uses by default: the suite gets its own.
-        yield f"redis://127.0.0.1:6379/{TEST_REDIS_DB}"
+        url = f"redis://127.0.0.1:6379/{TEST_REDIS_DB}"
+        hygiene.remember_servers(redis_url=url)
+        yield url
         return
     server = EmbeddedRedis(Path(tempfile.mkdtemp(prefix="cp-redis-")))
     yield server.start()
@@ -81,6 +104,7 @@ def redis_url_base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def pg_template(pg_admin_dsn: str) -> Iterator[str]:
     """A database migrated once per session; tests clone it (fast, isolated)."""
     name = f"cp_tpl_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    hygiene.DATABASES.add(name)
 
     async def create() -> None:
         admin = await asyncpg.connect(pg_admin_dsn)
@@ -112,6 +136,7 @@ async def fresh_database(
 ) -> AsyncIterator[str]:
     """Create a uniquely named database (optionally cloned from ``template``), then drop it."""
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    hygiene.DATABASES.add(name)
     clone = f' TEMPLATE "{template}"' if template else ""
     admin = await asyncpg.connect(admin_dsn)
     try:
@@ -151,7 +176,9 @@ async def pool(db_dsn: str) -> AsyncIterator[asyncpg.Pool]:
 
 @pytest.fixture
 def keys() -> Keys:
-    return Keys(prefix=f"t{uuid.uuid4().hex[:10]}:")
+    prefix = f"t{uuid.uuid4().hex[:10]}:"
+    hygiene.PREFIXES.add(prefix)
+    return Keys(prefix=prefix)
 
 
 @pytest.fixture

@@ -297,6 +297,9 @@ class CandleStream:
         now = self.clock.now()
         for minute in changed:
             self.metrics.candles_stored.labels(symbol=minute.symbol).inc()
+            if minute.inserted:
+                age = (now - minute.ts).total_seconds()
+                self.metrics.candle_age.labels(symbol=minute.symbol).set(age)
             latency = (now - minute.ts - MINUTE).total_seconds()
             self.metrics.minute_store_latency.labels(kind="websocket").observe(max(0.0, latency))
             if self.events is not None:

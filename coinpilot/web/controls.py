@@ -50,11 +50,14 @@ def _json_error(status: int, body: dict[str, Any]) -> web.HTTPException:
 
 
 def _same_origin(request: web.Request) -> bool:
-    """Browsers send Origin with every cross-site POST; scripts (curl) send none."""
+    """Not a post from another site's page. Browsers say where a request comes from in
+    Sec-Fetch-Site (our no-referrer policy makes their Origin "null" even for our own
+    forms); older ones only in Origin. Scripts (curl) send neither."""
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None:
+        return site in ("same-origin", "none")
     origin = request.headers.get("Origin")
-    if origin is None:
-        return request.headers.get("Sec-Fetch-Site", "same-origin") in ("same-origin", "none")
-    return origin.split("://", 1)[-1] == request.host
+    return origin is None or origin.split("://", 1)[-1] == request.host
 
 
 async def _pause(deps: Deps, fields: dict[str, str], by: str) -> dict[str, Any]:
@@ -161,4 +164,4 @@ def panel(controls: dict[str, Any] | None, positions: list[str]) -> str:
         f'<input name="confirm" placeholder="type {control.RESET_CONFIRMATION}" required>'
         "<button>Reset the paper account</button></form>"
     )
-    return state + toggle + exit_form + reset_form
+    return f'<div class="controls">{state}{toggle}{exit_form}{reset_form}</div>'

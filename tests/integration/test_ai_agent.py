@@ -46,18 +46,25 @@ async def market(pool: Any) -> None:
 
 
 @pytest.fixture
-def build(
+async def build(
     make_settings: Callable[..., Any], pool: Any, redis: Any, keys: Any, fake: Any, market: None
-) -> Callable[..., Any]:
-    """An AiStep built by the production factory, pointed at the fake."""
+) -> AsyncIterator[Callable[..., Any]]:
+    """An AiStep built by the production factory, pointed at the fake; its SDK client is
+    closed afterwards, as the daemon closes it on shutdown."""
+    built: list[Any] = []
 
     def make(env: dict[str, str] | None = None, redis_client: Any = None, **ai: Any) -> Any:
         environ = {"ANTHROPIC_API_KEY": "sk-test", "ANTHROPIC_BASE_URL": fake.base_url}
         settings = make_settings(env=environ if env is None else env, ai=ai)
         deps = deps_for(settings, pool, redis_client or redis, keys)
+        built.append(deps)
         return build_ai_step(deps), deps
 
-    return make
+    yield make
+    for deps in built:
+        client = deps.extras.get("ai_client")
+        if client is not None:
+            await client.close()
 
 
 async def _row(pool: Any, decision_id: int | None) -> Any:

@@ -273,27 +273,15 @@ async def test_high_volatility_halves_the_order_instead_of_blocking(
     make_settings: Callable[..., Settings],
 ) -> None:
     """With the volatility job's flag set, the entry is sized at half the position cap."""
-    from coinpilot.domain.fills import buy_fill
-    from coinpilot.domain.sizing import order_amount
-
     settings = make_settings(symbols=AVAX)
-    app, rows = settings.app, aligned_rows(data_dir, AVAX)
+    rows = aligned_rows(data_dir, AVAX)
     start = DAY + timedelta(hours=1, minutes=10)
     flag = {"volatility_pct": 4.2, "is_high": True, "computed_at": start.isoformat()}
     await redis.set(keys.volatility("KRW-AVAX"), json.dumps(flag))
     async with Replay(settings, pool, redis, keys, rows, start) as rp:
         await rp.preload(start)
         await rp.run_until(start + timedelta(minutes=10))
-    row = await pool.fetchrow("SELECT * FROM trading_history WHERE side = 'BUY'")
-    assert row is not None
-    initial = app.risk.initial_balance_krw
-    amount = order_amount(equity=initial, cash=initial, exposure=Decimal(0),
-                          regime_ratio=app.regimes[row["regime"]].position_size_ratio,
-                          vol_factor=0.5, limits=app.risk)  # fmt: skip
-    close = row["price"] / (1 + app.fills.slippage)
-    expected = buy_fill(close, amount, app.fills)
-    assert expected is not None
-    assert row["quantity"] == expected.quantity
+    await _assert_first_buy_sized_at_half(pool, settings)
 
 
 async def test_a_volatility_flag_missing_from_redis_is_read_from_the_database(
@@ -304,8 +292,6 @@ async def test_a_volatility_flag_missing_from_redis_is_read_from_the_database(
     make_settings: Callable[..., Settings],
 ) -> None:
     """The job's high-volatility verdict outlives a Redis flush: the order is still halved."""
-    from coinpilot.domain.fills import buy_fill
-    from coinpilot.domain.sizing import order_amount
     from coinpilot.domain.volatility import VolatilityEstimate
     from coinpilot.observability import Metrics
     from coinpilot.services.jobs import JobContext
@@ -326,6 +312,15 @@ async def test_a_volatility_flag_missing_from_redis_is_read_from_the_database(
         await rp.preload(start)
         await redis.delete(keys.volatility("KRW-AVAX"))  # whatever start-up republished
         await rp.run_until(start + timedelta(minutes=10))
+    await _assert_first_buy_sized_at_half(pool, settings)
+
+
+async def _assert_first_buy_sized_at_half(pool: asyncpg.Pool, settings: Settings) -> None:
+    """The first BUY's quantity is what half the position cap buys at its fill price."""
+    from coinpilot.domain.fills import buy_fill
+    from coinpilot.domain.sizing import order_amount
+
+    app = settings.app
     row = await pool.fetchrow("SELECT * FROM trading_history WHERE side = 'BUY'")
     assert row is not None
     initial = app.risk.initial_balance_krw

@@ -239,9 +239,12 @@ async def test_dashboard_controls_need_the_token_and_refuse_cross_site_posts(
             async with http.post(url + "/api/control/pause") as resp:
                 assert resp.status == 401
             assert not await control.entries_paused(pool)
-            evil = {**auth, "Origin": "https://evil.example"}
-            async with http.post(url + "/api/control/pause", headers=evil) as resp:
-                assert resp.status == 403
+            for evil in (
+                {**auth, "Origin": "https://evil.example"},
+                {**auth, "Origin": "null", "Sec-Fetch-Site": "cross-site"},
+            ):
+                async with http.post(url + "/api/control/pause", headers=evil) as resp:
+                    assert resp.status == 403
             assert not await control.entries_paused(pool)
             async with http.post(
                 url + "/api/control/pause", headers=auth, json={"reason": "deploy"}

@@ -7,7 +7,7 @@ rounded down to 8 decimals, fee 0.05 %) and written next to the assertion.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import asyncpg
@@ -123,3 +123,33 @@ async def test_a_new_day_opens_at_the_marked_equity(pool: asyncpg.Pool, settings
     # Later the same day the opening stays what it was, whatever the marks do
     later = await ledger.load_state(pool, app, NEXT_DAY + timedelta(hours=1), {})
     assert later.day.opening_equity == D("10068410.080705145")
+
+
+async def test_a_read_only_look_shows_the_day_as_it_would_open_and_writes_nothing(
+    pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """`coinpilot status` reads the ledger without creating the account or the day row."""
+    app = settings.app
+    empty = await ledger.load_state(pool, app, T0, {}, read_only=True)
+    assert empty.account == ledger.Account(D(10_000_000), D(10_000_000), D(0), D(0), 0, None)
+    assert empty.positions == {}
+    assert empty.day == ledger.Day(date(2026, 3, 2), D(10_000_000), D(0), D(0), 0, 0, 0,
+                                   False, None)  # fmt: skip
+    assert await pool.fetchval("SELECT count(*) FROM account_state") == 0
+    assert await pool.fetchval("SELECT count(*) FROM daily_risk_state") == 0
+    await ledger.load_state(pool, app, T0, {})
+    await buy(pool, settings, "KRW-BTC", "90000000")
+    await buy(pool, settings, "KRW-ETH", "4000000")
+    marks = {"KRW-BTC": 80_000_000.0, "KRW-ETH": 5_000_000.0}
+    ahead = await ledger.load_state(pool, app, NEXT_DAY, marks, read_only=True)
+    # opening as worked out above; nothing counted yet on the new day
+    assert ahead.day == ledger.Day(date(2026, 3, 3), D("10068410.080705145"), D(0), D(0),
+                                   0, 0, 0, False, None)  # fmt: skip
+    assert ahead.account.cash == CASH_AFTER_BOTH
+    assert set(ahead.positions) == {"KRW-BTC", "KRW-ETH"}
+    assert await pool.fetchval("SELECT count(*) FROM daily_risk_state") == 1  # only 2 March
+    today = await ledger.load_state(pool, app, T0, marks, read_only=True)
+    assert today.day.opening_equity == D(10_000_000)  # the stored row, not the marks
+    assert today.day.buy_count == 2
+    assert today.account.cash == CASH_AFTER_BOTH
+    assert set(today.positions) == {"KRW-BTC", "KRW-ETH"}
