@@ -29,6 +29,7 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+import redis.asyncio as aioredis
 import yaml
 
 from bench.bench_marketdata import _admin_dsn, _drop_db, _fresh_db
@@ -75,6 +76,7 @@ async def _one(admin: str, redis_url: str, n: int, minutes: int) -> dict[str, An
         fake.add_rows(rows)
     _, runner, url = await start_fake_upbit(fake)
     proc = None
+    prefix = f"bench{uuid.uuid4().hex[:8]}:"
     try:
         conn = await asyncpg.connect(dsn)
         try:
@@ -93,7 +95,7 @@ async def _one(admin: str, redis_url: str, n: int, minutes: int) -> dict[str, An
             "COINPILOT_CONFIG": str(tmp / "config.yaml"),
             "COINPILOT_DATABASE_URL": dsn,
             "COINPILOT_REDIS_URL": redis_url,
-            "COINPILOT_REDIS_KEY_PREFIX": f"bench{uuid.uuid4().hex[:8]}:",
+            "COINPILOT_REDIS_KEY_PREFIX": prefix,
             "COINPILOT_UPBIT_URL": url,
             "COINPILOT_HTTP_PORT": str(port),
             "STATE_DIRECTORY": str(tmp / "state"),
@@ -144,6 +146,12 @@ async def _one(admin: str, redis_url: str, n: int, minutes: int) -> dict[str, An
             await proc.wait()
         await runner.cleanup()
         await _drop_db(admin, name)
+        client = aioredis.Redis.from_url(redis_url)
+        try:
+            async for key in client.scan_iter(match=f"{prefix}*", count=500):
+                await client.delete(key)
+        finally:
+            await client.aclose()
 
 
 def _records(log: Path) -> list[dict[str, Any]]:
