@@ -42,11 +42,11 @@ TEST_REDIS_DB = 15
 
 @pytest.fixture(autouse=True)
 def _own_log_config() -> Iterator[None]:
-    """Each test starts from the same structlog setup: a CLI run in-process (quiet at
-    WARNING) must not filter the info lines a later test captures."""
-    saved = structlog.get_config()
+    """Each test starts from structlog's defaults: a CLI run in-process (quiet at WARNING),
+    even one in a module fixture, must not filter the info lines a later test captures."""
+    structlog.reset_defaults()
     yield
-    structlog.configure(**saved)
+    structlog.reset_defaults()
 
 
 def _reachable(host: str, port: int) -> bool:
