@@ -29,6 +29,7 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+import redis.asyncio as aioredis
 import yaml
 
 from bench.bench_marketdata import _admin_dsn, _drop_db, _fresh_db
@@ -75,6 +76,7 @@ async def _one(admin: str, redis_url: str, n: int, minutes: int) -> dict[str, An
         fake.add_rows(rows)
     _, runner, url = await start_fake_upbit(fake)
     proc = None
+    prefix = f"bench{uuid.uuid4().hex[:8]}:"
     try:
         conn = await asyncpg.connect(dsn)
         try:
@@ -93,7 +95,7 @@ async def _one(admin: str, redis_url: str, n: int, minutes: int) -> dict[str, An
             "COINPILOT_CONFIG": str(tmp / "config.yaml"),
             "COINPILOT_DATABASE_URL": dsn,
             "COINPILOT_REDIS_URL": redis_url,
-            "COINPILOT_REDIS_KEY_PREFIX": f"bench{uuid.uuid4().hex[:8]}:",
+            "COINPILOT_REDIS_KEY_PREFIX": prefix,
             "COINPILOT_UPBIT_URL": url,
             "COINPILOT_HTTP_PORT": str(port),
             "STATE_DIRECTORY": str(tmp / "state"),
@@ -106,14 +108,15 @@ async def _one(admin: str, redis_url: str, n: int, minutes: int) -> dict[str, An
                 sys.executable, "-m", "coinpilot", "run", cwd=ROOT, env=env, stdout=out,
                 stderr=subprocess.STDOUT,
             )  # fmt: skip
-        # Wait for the first decided minute, then `minutes` more closes (+ the grace).
-        first = None
-        while first is None:
+        # Wait for the first decision, then `minutes` closes after it (+ the grace).
+        began = None
+        while began is None:
             await asyncio.sleep(1)
             if proc.returncode is not None:
                 raise RuntimeError(log.read_text()[-2000:])
-            first = _first_minute(log)
-        last = first + minutes * MINUTE
+            began = _first_decision(log)
+        first = floor_minute(began)  # the first minute to close while deciding
+        last = first + (minutes - 1) * MINUTE
         done = last + MINUTE + timedelta(seconds=45)
         await asyncio.sleep(max(0.0, (done - datetime.now(UTC)).total_seconds()))
         async with (
@@ -143,6 +146,12 @@ async def _one(admin: str, redis_url: str, n: int, minutes: int) -> dict[str, An
             await proc.wait()
         await runner.cleanup()
         await _drop_db(admin, name)
+        client = aioredis.Redis.from_url(redis_url)
+        try:
+            async for key in client.scan_iter(match=f"{prefix}*", count=500):
+                await client.delete(key)
+        finally:
+            await client.aclose()
 
 
 def _records(log: Path) -> list[dict[str, Any]]:
@@ -155,20 +164,23 @@ def _records(log: Path) -> list[dict[str, Any]]:
     return out
 
 
-def _first_minute(log: Path) -> datetime | None:
-    records = _records(log)
-    return min((datetime.fromisoformat(r["minute"]) for r in records), default=None)
+def _stamp(record: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(record["timestamp"].replace("Z", "+00:00"))
+
+
+def _first_decision(log: Path) -> datetime | None:
+    return min((_stamp(r) for r in _records(log)), default=None)
 
 
 def _latencies(
     log: Path, first: datetime, last: datetime
 ) -> tuple[list[float], set[tuple[str, datetime]]]:
+    """Latencies of the minutes ``first``..``last`` (closed while deciding); all decided."""
     latencies, decided = [], set()
     for r in _records(log):
         minute = datetime.fromisoformat(r["minute"])
-        if first < minute <= last:  # the first minute may be a start-up catch-up
-            at = datetime.fromisoformat(r["timestamp"].replace("Z", "+00:00"))
-            latencies.append((at - minute - MINUTE).total_seconds())
+        if first <= minute <= last:
+            latencies.append((_stamp(r) - minute - MINUTE).total_seconds())
         decided.add((r["symbol"], minute))
     return latencies, decided
 

@@ -51,6 +51,7 @@ from coinpilot.domain.strategy import (
     evaluate_entry,
     evaluate_exit,
 )
+from coinpilot.errors import TransientError
 from coinpilot.observability import Health, Metrics
 from coinpilot.services import control
 from coinpilot.services.base import PeriodicService
@@ -661,7 +662,8 @@ class BotService(PeriodicService):
         at = minute + MINUTE + timedelta(seconds=self.offset_s)
         if self.jobs is not None:
             await self.jobs.ensure_regime(at)
-        await self.run_once(at, symbols)
+        if not await self.run_once(at, symbols):  # not trading (the daemon lock is lost)
+            raise TransientError(f"minute {minute:%H:%M} not decided: {self.state.degraded_reason}")
         await self.pool.execute(
             """INSERT INTO bot_decided_minutes (symbol, minute, decided_at)
                SELECT unnest($1::text[]), $2, now()

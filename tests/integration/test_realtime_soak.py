@@ -42,12 +42,15 @@ from typing import Any
 import aiohttp
 import asyncpg
 import pytest
+import redis.asyncio as aioredis
 
+from coinpilot.adapters.cache import Keys
 from coinpilot.adapters.csvdata import read_csv, to_candles
 from coinpilot.adapters.marketdata import CandleRow
 from coinpilot.backtest.engine import run_backtest
 from coinpilot.clock import SystemClock, floor_minute
 from coinpilot.config import Settings
+from tests import hygiene
 from tests.conftest import ROOT, fresh_database
 from tests.fakes.upbit import FakeUpbit, start_fake_upbit
 from tests.integration.ops_support import free_port
@@ -163,13 +166,15 @@ class Daemon:
         return self.proc is not None and self.proc.returncode is None
 
 
-def _env(dsn: str, redis_url: str, upbit_url: str, port: int, state: Path) -> dict[str, str]:
+def _env(
+    dsn: str, redis_url: str, prefix: str, upbit_url: str, port: int, state: Path
+) -> dict[str, str]:
     keep = {k: v for k, v in os.environ.items() if not k.startswith(("COINPILOT_", "WATCHDOG_"))}
     return {
         **keep,
         "COINPILOT_DATABASE_URL": dsn,
         "COINPILOT_REDIS_URL": redis_url,
-        "COINPILOT_REDIS_KEY_PREFIX": f"t{uuid.uuid4().hex[:10]}:",
+        "COINPILOT_REDIS_KEY_PREFIX": prefix,
         "COINPILOT_UPBIT_URL": upbit_url,
         "COINPILOT_HTTP_PORT": str(port),
         "STATE_DIRECTORY": str(state),
@@ -289,6 +294,8 @@ async def test_real_time_daemons_decide_every_minute_once_and_match_the_backtest
     db_dsn: str,
     second_db: str,
     redis_url_base: str,
+    redis: aioredis.Redis,
+    keys: Keys,
     data_dir: Path,
     tmp_path: Path,
     make_settings: Callable[..., Settings],
@@ -308,8 +315,13 @@ async def test_real_time_daemons_decide_every_minute_once_and_match_the_backtest
     stored_until = base - timedelta(minutes=20)  # the rest through the start-up catch-up
     fakes, runners = [], []
     daemons: list[Daemon] = []
+    # Each daemon's Redis keys under a prefix of this test's (the fixture's is removed by
+    # the fixture, the second one below).
+    second_prefix = f"t{uuid.uuid4().hex[:10]}:"
+    hygiene.PREFIXES.add(second_prefix)
     try:
-        for name, dsn in (("calm", db_dsn), ("killed", second_db)):
+        for name, dsn, prefix in (("calm", db_dsn, keys.prefix),
+                                  ("killed", second_db, second_prefix)):  # fmt: skip
             fake = FakeUpbit(clock=SystemClock())
             for m in markets:
                 fake.add_rows(m.rows)
@@ -318,7 +330,7 @@ async def test_real_time_daemons_decide_every_minute_once_and_match_the_backtest
             runners.append(runner)
             await _store_history(dsn, markets, stored_until)
             port = free_port()
-            env = _env(dsn, redis_url_base, url, port, tmp_path / name)
+            env = _env(dsn, redis_url_base, prefix, url, port, tmp_path / name)
             env["COINPILOT_CONFIG"] = settings.source
             daemons.append(Daemon(name, env, tmp_path / f"{name}.log", port))
         calm, killed = daemons
@@ -365,6 +377,8 @@ async def test_real_time_daemons_decide_every_minute_once_and_match_the_backtest
                 await d.kill()
         for runner in runners:
             await runner.cleanup()
+        async for key in redis.scan_iter(match=f"{second_prefix}*", count=500):
+            await redis.delete(key)
 
     # The stream carried the minutes, was lost once and came back.
     events = collections.Counter(_events(calm.log))
