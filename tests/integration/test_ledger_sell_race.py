@@ -53,8 +53,11 @@ async def test_two_losing_exits_at_once_both_count_toward_the_cooldown(
     assert [c for r in results if (c := r and r.cooldown_until)] == [later + timedelta(hours=2)]
     assert (await ledger.verify(pool)).ok
     audit = await pool.fetchrow("SELECT * FROM risk_audit WHERE violation_type = 'cooldown'")
+    # the exit that got the lock second made the third loss and carries the cooldown
+    symbol = next(s for s, r in zip(("KRW-B", "KRW-C"), results, strict=True)
+                  if r is not None and r.cooldown_until is not None)  # fmt: skip
     third = await pool.fetchrow(
-        "SELECT id, symbol FROM trading_history WHERE side = 'SELL' ORDER BY id DESC LIMIT 1"
+        "SELECT id, symbol FROM trading_history WHERE side = 'SELL' AND symbol = $1", symbol
     )
     assert (audit["symbol"], audit["related_order_id"]) == (third["symbol"], third["id"])
     assert audit["details"] == {"until": (later + timedelta(hours=2)).isoformat(), "losses": 3}

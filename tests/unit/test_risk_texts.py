@@ -25,6 +25,9 @@ BASE = {
         # 90 s left = 1.5 min
         ({"cooldown_until": NOW + timedelta(seconds=90)}, RiskLimits(), "cooldown",
          "cooldown after consecutive losses (1.5 min left)"),
+        # 600 s = 10.0 min (a minute of 61 s would say 9.8)
+        ({"cooldown_until": NOW + timedelta(minutes=10)}, RiskLimits(), "cooldown",
+         "cooldown after consecutive losses (10.0 min left)"),
         ({"buy_count": 10}, RiskLimits(), "max_daily_trades", "max daily trades reached (10)"),
         ({"buy_count": 4}, RiskLimits(max_daily_trades=4), "max_daily_trades",
          "max daily trades reached (4)"),
