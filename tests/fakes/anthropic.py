@@ -23,7 +23,8 @@ with ``match`` is only used for a request whose role ("analyst"/"guardian", read
 schema's decision enum) or user text contains it, so concurrent symbols can be scripted
 independently. With nothing queued, ``default`` answers (CONFIRM 80 to the Analyst, SAFE
 otherwise). ``requests`` records every accepted request, ``rejected`` every 4xx, ``lookups``
-every Models API call; ``max_in_flight`` is the most requests ever held at once.
+every Models API call; ``in_flight`` counts the requests being held now (a reply's ``delay_s``,
+or its ``hold`` event until the test sets it), ``max_in_flight`` the most ever held at once.
 """
 
 from __future__ import annotations
@@ -133,6 +134,7 @@ class Reply:
     message: str = ""
     error_code: str | None = None  # error.details.error_code
     delay_s: float = 0.0
+    hold: asyncio.Event | None = None  # answer only once the test sets it (a stall it controls)
     stop_reason: str | None = None  # "refusal" or "max_tokens" shape the content as documented
     text: str | None = None  # the text block verbatim instead of the JSON of ``data``
     raw_body: str | None = None  # a 200 whose body is this text, not a message
@@ -243,6 +245,7 @@ class FakeAnthropic:
         self.today = today  # None: the real date, like the real service
         self.in_flight = 0
         self.max_in_flight = 0  # the most requests ever held at once
+        self.moved = asyncio.Event()  # set whenever ``in_flight`` changes, for tests to wait on
         self._ids = itertools.count(1)
         self._runner: web.AppRunner | None = None
         self.base_url = ""
@@ -333,11 +336,15 @@ class FakeAnthropic:
         reply = self._pick(seen)
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        self.moved.set()
         try:
             if reply.delay_s:
                 await asyncio.sleep(reply.delay_s)
+            if reply.hold is not None:
+                await reply.hold.wait()
         finally:
             self.in_flight -= 1
+            self.moved.set()
         if reply.status != 200:
             return _error(
                 reply.status, reply.error_type, reply.message, rid, reply.headers, reply.error_code

@@ -273,17 +273,49 @@ async def test_refusal_rejects_with_cause_refusal_outside_the_error_streak(
     assert await redis.get(keys.ai_error_streak()) is None
 
 
+async def _until(condition: Callable[[], bool], moved: asyncio.Event) -> None:
+    """Wait for a state the test drives to, re-checked whenever ``moved`` is set; the bound
+    only keeps a broken run from hanging."""
+    async with asyncio.timeout(30):
+        while not condition():
+            moved.clear()
+            await moved.wait()
+
+
+def _movable_loop_clock(monkeypatch: pytest.MonkeyPatch) -> Callable[[float], None]:
+    """The agent's run budget is a deadline on the event loop's clock; this lets the test move
+    that clock forward, so the budget runs out when the test says and not when the machine is
+    slow."""
+    loop = asyncio.get_running_loop()
+    real = loop.time
+    offset = 0.0
+
+    def advance(seconds: float) -> None:
+        nonlocal offset
+        offset += seconds
+
+    monkeypatch.setattr(loop, "time", lambda: real() + offset)
+    return advance
+
+
 async def test_stalled_call_times_out_while_other_symbols_proceed(
-    build: Any, fake: Any, pool: Any, redis: Any, keys: Any
+    build: Any, fake: Any, pool: Any, redis: Any, keys: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A stalled call ends as REJECT at the run budget while another symbol's review completes."""
-    fake.script(fk.confirm(match="KRW-ETH", delay_s=3.0))
-    step, _ = build(timeout_s=1.5, attempt_timeout_s=20)
+    advance = _movable_loop_clock(monkeypatch)
+    stall = asyncio.Event()  # never set before the verdict: the model does not answer
+    fake.script(fk.confirm(match="KRW-ETH", hold=stall))
+    step, _ = build(timeout_s=30, attempt_timeout_s=120)
     slow = asyncio.create_task(step.review(candidate("KRW-ETH")))
-    quick = await step.review(candidate("KRW-BTC"))
-    assert quick.approved
-    assert not slow.done()
-    verdict = await slow
+    try:
+        await _until(lambda: fake.in_flight == 1, fake.moved)  # ETH is at the model, stalled
+        quick = await step.review(candidate("KRW-BTC"))
+        assert quick.approved
+        assert not slow.done()
+        advance(30)  # the run budget is spent
+        verdict = await slow
+    finally:
+        stall.set()
     assert not verdict.approved
     assert verdict.reason_code == "timeout"
     row = await _row(pool, verdict.decision_id)
@@ -294,9 +326,31 @@ async def test_stalled_call_times_out_while_other_symbols_proceed(
 
 async def test_concurrent_reviews_are_bounded(build: Any, fake: Any) -> None:
     """Reviews of different symbols overlap at the model, but never more than ai.max_concurrency."""
-    fake.script(*[fk.confirm(delay_s=0.3, match=s) for s in SYMBOLS[:4]])
+    answer = asyncio.Event()
+    fake.script(*[fk.confirm(hold=answer, match=s) for s in SYMBOLS[:4]])
     step, _ = build(max_concurrency=2)
-    verdicts = await asyncio.gather(*(step.review(candidate(s)) for s in SYMBOLS[:4]))
+    # Count the reviews queued for a slot on the step's own semaphore (its value untouched),
+    # so the test knows when every review is either at the model or waiting for a slot.
+    slots, waiting = step._slots, 0
+    acquire = slots.acquire
+
+    async def counted_acquire() -> bool:
+        nonlocal waiting
+        waiting += 1
+        fake.moved.set()
+        try:
+            return await acquire()
+        finally:
+            waiting -= 1
+
+    slots.acquire = counted_acquire
+    reviews = [asyncio.create_task(step.review(candidate(s))) for s in SYMBOLS[:4]]
+    try:
+        await _until(lambda: fake.in_flight + waiting == 4, fake.moved)
+        assert fake.in_flight == 2
+    finally:
+        answer.set()
+    verdicts = await asyncio.gather(*reviews)
     assert all(v.approved for v in verdicts)
     assert fake.max_in_flight == 2
 
