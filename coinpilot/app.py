@@ -111,6 +111,18 @@ async def resolve_urls(stack: contextlib.AsyncExitStack, settings: Settings) -> 
     return dsn, url
 
 
+async def open_database(
+    stack: contextlib.AsyncExitStack, settings: Settings, max_size: int = 2
+) -> asyncpg.Pool:
+    """A migrated pool for a command, closed (and any embedded server stopped) by ``stack``."""
+    dsn, _ = await resolve_urls(stack, settings)
+    pool = await db.create_pool(dsn, min_size=1, max_size=max_size)
+    stack.push_async_callback(pool.close)
+    async with pool.acquire() as conn:
+        await db.migrate(conn)
+    return pool
+
+
 async def open_deps(
     stack: contextlib.AsyncExitStack,
     settings: Settings,

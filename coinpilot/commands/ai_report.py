@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 from datetime import timedelta
 
-from coinpilot.adapters import db
 from coinpilot.clock import SystemClock
 from coinpilot.config import Settings
 from coinpilot.services.ai_scoreboard import Scoreboard, build_scoreboard
@@ -55,14 +54,10 @@ def render(board: Scoreboard, days: float) -> str:
 
 
 async def _report(settings: Settings, days: float) -> str:
-    from coinpilot.app import resolve_urls
+    from coinpilot.app import open_database
 
     async with contextlib.AsyncExitStack() as stack:
-        dsn, _ = await resolve_urls(stack, settings)
-        pool = await db.create_pool(dsn, min_size=1, max_size=2)
-        stack.push_async_callback(pool.close)
-        async with pool.acquire() as conn:
-            await db.migrate(conn)
+        pool = await open_database(stack, settings)
         now = SystemClock().now()
         board = await build_scoreboard(pool, settings, now - timedelta(days=days), now)
         return render(board, days)

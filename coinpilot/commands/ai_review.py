@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from coinpilot.adapters import db, marketdata
+from coinpilot.adapters import marketdata
 from coinpilot.adapters.cache import Keys
 from coinpilot.adapters.llm import create_client
 from coinpilot.clock import SystemClock
@@ -106,18 +106,14 @@ def render(prep: Any, row: dict[str, Any], settings: Settings) -> str:
 
 
 async def _run(settings: Settings, symbol: str, at: datetime | None) -> int:
-    from coinpilot.app import resolve_urls
+    from coinpilot.app import open_database
     from coinpilot.services.agent import AgentRunner
 
     key = settings.env.anthropic_api_key
     if key is None:
         raise ConfigError("environment variable ANTHROPIC_API_KEY: not set (needed for a review)")
     async with contextlib.AsyncExitStack() as stack:
-        dsn, _ = await resolve_urls(stack, settings)
-        pool = await db.create_pool(dsn, min_size=1, max_size=2)
-        stack.push_async_callback(pool.close)
-        async with pool.acquire() as conn:
-            await db.migrate(conn)
+        pool = await open_database(stack, settings)
         cand = await build_candidate(pool, settings, symbol, at)
         if isinstance(cand, str):
             print(f"coinpilot: {cand}", file=sys.stderr)

@@ -17,7 +17,6 @@ from datetime import UTC, datetime, timedelta
 
 import aiohttp
 
-from coinpilot.adapters import db
 from coinpilot.adapters.upbit import (
     UpbitClient,
     UpbitError,
@@ -94,7 +93,7 @@ def plan_range(
 
 
 async def _backfill(args: argparse.Namespace, settings: Settings) -> int:
-    from coinpilot.app import resolve_urls
+    from coinpilot.app import open_database
 
     clock = SystemClock()
     metrics = Metrics()
@@ -105,11 +104,7 @@ async def _backfill(args: argparse.Namespace, settings: Settings) -> int:
         print(f"coinpilot backfill: empty range {start} .. {end}", file=sys.stderr)
         return 2
     async with contextlib.AsyncExitStack() as stack:
-        dsn, _ = await resolve_urls(stack, settings)
-        pool = await db.create_pool(dsn, min_size=1, max_size=max(2, len(symbols) + 1))
-        stack.push_async_callback(pool.close)
-        async with pool.acquire() as conn:
-            await db.migrate(conn)
+        pool = await open_database(stack, settings, max_size=max(2, len(symbols) + 1))
         http = aiohttp.ClientSession(headers={"User-Agent": "coinpilot"})
         stack.push_async_callback(http.close)
         client = client_from_settings(http, settings, clock, metrics)

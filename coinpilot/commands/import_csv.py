@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 
-from coinpilot.adapters import db
 from coinpilot.adapters.csvdata import NUMBERS, CsvFormatError, read_frame
 from coinpilot.adapters.marketdata import INTERVAL, insert_csv
 from coinpilot.config import Settings
@@ -69,16 +68,13 @@ def spans(rows: pl.DataFrame) -> list[tuple[str, datetime, datetime]]:
 
 
 async def store(settings: Settings, rows: pl.DataFrame) -> int:
-    from coinpilot.app import resolve_urls
+    from coinpilot.app import open_database
 
     async with contextlib.AsyncExitStack() as stack:
-        dsn, _ = await resolve_urls(stack, settings)
-        pool = await db.create_pool(dsn, min_size=1, max_size=1)
-        stack.push_async_callback(pool.close)
+        pool = await open_database(stack, settings, max_size=1)
+        if rows.height == 0:
+            return 0
         async with pool.acquire() as conn:
-            await db.migrate(conn)
-            if rows.height == 0:
-                return 0
             return await insert_csv(conn, copy_payload(rows), spans(rows))
 
 
