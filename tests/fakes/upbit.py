@@ -180,6 +180,11 @@ class FakeUpbit:
         self.faults.clear()
 
     # ------------------------------------------------------------ rate limit
+    def let_a_second_pass(self) -> None:
+        """Empty every group's sliding second, as if a second had passed since the last
+        request, without waiting for it."""
+        self._sent.clear()
+
     def _admit(self, group: str = "candles") -> tuple[int, web.Response | None]:
         """(requests left in the group's last second, an error response when over the limit).
 

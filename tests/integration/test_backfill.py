@@ -129,8 +129,8 @@ async def test_sigkill_mid_backfill_then_rerun_finishes_without_gaps_or_duplicat
         at_kill = await _count(pool)
         assert 3000 <= at_kill < len(expected)
         # The killed process may have used part of the current second's budget, which a
-        # fresh process cannot know about; real restarts take longer than this anyway.
-        await asyncio.sleep(1.1)
+        # fresh process cannot know about; real restarts take longer than a second anyway.
+        fake.let_a_second_pass()
         rerun = await _spawn(env)
         out, err = await asyncio.wait_for(rerun.communicate(), timeout=120)
         assert rerun.returncode == 0, err.decode()[-2000:]
