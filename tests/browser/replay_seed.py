@@ -89,11 +89,16 @@ async def replay_into(
             SimpleNamespace(settings=settings, pool=pool, redis=redis, keys=keys,
                             clock=rp.clock, metrics=rp.metrics, extras={})
         )  # fmt: skip
-        async with rp:
-            await rp.preload(START)
-            await rp.run_until(START + timedelta(hours=HOURS))
+        async def settle(now: datetime, outcomes: dict[str, Any]) -> None:
+            # The fake answers in milliseconds, so a review ends within its own minute; waiting
+            # for it here keeps the replay (and what the pages must show) independent of how
+            # fast this machine happens to be, as on a cold first browser run.
             assert rp.bot is not None
             await rp.bot.drain(30)
+
+        async with rp:
+            await rp.preload(START)
+            await rp.run_until(START + timedelta(hours=HOURS), settle)
         now = rp.clock.now()
     finally:
         await fake.stop()
