@@ -89,6 +89,7 @@ async def replay_into(
             SimpleNamespace(settings=settings, pool=pool, redis=redis, keys=keys,
                             clock=rp.clock, metrics=rp.metrics, extras={})
         )  # fmt: skip
+
         async def settle(now: datetime, outcomes: dict[str, Any]) -> None:
             # The fake answers in milliseconds, so a review ends within its own minute; waiting
             # for it here keeps the replay (and what the pages must show) independent of how
