@@ -30,7 +30,7 @@ from coinpilot.config import Settings, load_config
 from coinpilot.embedded import EmbeddedPostgres, EmbeddedRedis
 from tests import hygiene
 from tests.hygiene import (  # noqa: F401  (hooks: pytest finds them by name here)
-    pytest_configure,
+    pytest_collection_finish,
     pytest_runtest_teardown,
     pytest_sessionfinish,
     pytest_sessionstart,

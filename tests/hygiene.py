@@ -4,11 +4,11 @@
   it made, no Redis key under a prefix it handed out, and no new Redis key written
   without any prefix at all (a test that forgot its own). A leftover fails the session.
 - An asyncio error logged while a test ran ("Task exception was never retrieved", "Task was
-  destroyed but it is pending", an exception in a callback) is listed at the end.
-- COINPILOT_TEST_STRICT=1 (`make test-strict`) also makes ResourceWarning (an unclosed
-  client, socket, transport or loop) and unraisable exceptions errors, and fails the
-  teardown of a test during which asyncio logged an error. The default run lists these
-  without failing until every test closes what it opens.
+  destroyed but it is pending", an exception in a callback) fails that test's teardown; one
+  logged after the last test fails the session.
+- ResourceWarning (an unclosed client, socket, transport or loop) and unraisable exceptions
+  are errors through pyproject's filterwarnings ("error" with no ignore for them): whatever
+  a test opens, it closes.
 """
 
 from __future__ import annotations
@@ -17,9 +17,13 @@ import asyncio
 import contextlib
 import gc
 import logging
-import os
 
 import pytest
+
+try:  # pytest's own per-phase check; only its timing is changed here
+    from _pytest.unraisableexception import collect_unraisable
+except ImportError:  # pragma: no cover - a pytest without it reports at the next phase
+    collect_unraisable = None  # type: ignore[assignment]
 
 # Databases and key prefixes this session created, and where the servers are.
 DATABASES: set[str] = set()
@@ -44,27 +48,30 @@ class _AsyncioErrors(logging.Handler):
 
 
 ASYNCIO_ERRORS = _AsyncioErrors()
-STRICT = os.environ.get("COINPILOT_TEST_STRICT") == "1"
-REPORTED: list[str] = []  # asyncio errors seen in the default (lenient) run
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    if STRICT:  # later filterwarnings entries win over the ini's ignores
-        config.addinivalue_line("filterwarnings", "error::ResourceWarning")
-        config.addinivalue_line("filterwarnings", "error::pytest.PytestUnraisableExceptionWarning")
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     logging.getLogger("asyncio").addHandler(ASYNCIO_ERRORS)
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # The libraries and test modules imported by now live as long as the session; moved out
+    # of the collector's view, they make the collection after each test cheap.
+    gc.collect()
+    gc.freeze()
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> object:
     result = yield
+    # An object dropped unclosed (or a task dropped with its exception) reports itself when
+    # collected; collect now so the report names this test, not whichever runs next.
+    gc.collect()
+    if collect_unraisable is not None:
+        collect_unraisable(item.config)
     problems = ASYNCIO_ERRORS.drain()
-    if problems and STRICT:
+    if problems:
         raise AssertionError(f"asyncio reported during {item.nodeid}: {problems}")
-    REPORTED.extend(f"{item.nodeid}: {p}" for p in problems)
     return result
 
 
@@ -109,8 +116,7 @@ def leftovers() -> list[str]:
     """What this session left behind, described; [] when clean."""
     found: list[str] = []
     gc.collect()  # a task dropped without being awaited reports itself when collected
-    if STRICT:
-        found += [f"asyncio: {m}" for m in ASYNCIO_ERRORS.drain()]
+    found += [f"asyncio after the last test: {m}" for m in ASYNCIO_ERRORS.drain()]
     url = SERVERS.get("redis")
     if url:
         try:
@@ -130,14 +136,9 @@ def leftovers() -> list[str]:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     problems = leftovers()
-    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-    noted = REPORTED + [f"after the last test: {m}" for m in ASYNCIO_ERRORS.drain()]
-    if reporter is not None and noted:
-        reporter.write_sep("=", "asyncio errors (fatal under COINPILOT_TEST_STRICT=1)")
-        for line in noted[:50]:
-            reporter.write_line(line)
     if not problems:
         return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
         reporter.write_sep("=", "left behind by this test session", red=True)
         for line in problems:

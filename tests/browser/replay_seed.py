@@ -22,8 +22,8 @@ import yaml
 
 from coinpilot.adapters.cache import Keys
 from coinpilot.config import Settings, load_config
-from coinpilot.services.agent import build_ai_step
 from tests.fakes import anthropic as fk
+from tests.integration.ai_support import built_ai_step
 from tests.integration.replay_data import BASE, aligned_rows
 from tests.replay import Replay
 
@@ -85,10 +85,8 @@ async def replay_into(
     settings = replay_settings(tmp, env)
     try:
         rp = Replay(settings, pool, redis, keys, aligned_rows(data_dir, SYMBOLS), START)
-        rp.ai = build_ai_step(
-            SimpleNamespace(settings=settings, pool=pool, redis=redis, keys=keys,
-                            clock=rp.clock, metrics=rp.metrics, extras={})
-        )  # fmt: skip
+        deps = SimpleNamespace(settings=settings, pool=pool, redis=redis, keys=keys,
+                               clock=rp.clock, metrics=rp.metrics, extras={})  # fmt: skip
 
         async def settle(now: datetime, outcomes: dict[str, Any]) -> None:
             # The fake answers in milliseconds, so a review ends within its own minute; waiting
@@ -97,9 +95,11 @@ async def replay_into(
             assert rp.bot is not None
             await rp.bot.drain(30)
 
-        async with rp:
-            await rp.preload(START)
-            await rp.run_until(START + timedelta(hours=HOURS), settle)
+        async with built_ai_step(deps) as step:
+            rp.ai = step
+            async with rp:
+                await rp.preload(START)
+                await rp.run_until(START + timedelta(hours=HOURS), settle)
         now = rp.clock.now()
     finally:
         await fake.stop()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -11,8 +13,9 @@ from typing import Any
 import asyncpg
 
 from coinpilot.clock import SimulatedClock
-from coinpilot.domain.ai_types import EntryCandidate
+from coinpilot.domain.ai_types import AiStep, EntryCandidate
 from coinpilot.observability import Metrics
+from coinpilot.services.agent import AgentRunner, build_ai_step
 
 NOW = datetime(2026, 11, 24, 12, 0, 30, tzinfo=UTC)
 CANDLE_TS = datetime(2026, 11, 24, 11, 59, tzinfo=UTC)
@@ -71,3 +74,15 @@ def deps_for(settings: Any, pool: Any, redis: Any, keys: Any) -> SimpleNamespace
         metrics=Metrics(),
         extras={},
     )
+
+
+@contextlib.asynccontextmanager
+async def built_ai_step(deps: Any) -> AsyncIterator[AiStep]:
+    """The production factory's AiStep, closed afterwards as the daemon closes it at shutdown
+    (the SDK client's connections and a model check still running)."""
+    step = build_ai_step(deps)
+    try:
+        yield step
+    finally:
+        if isinstance(step, AgentRunner):
+            await step.aclose()

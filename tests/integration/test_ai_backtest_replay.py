@@ -8,9 +8,8 @@ from typing import Any
 from coinpilot.adapters.csvdata import read_csv, to_candles
 from coinpilot.adapters.marketdata import upsert_candles
 from coinpilot.backtest.engine import run_backtest
-from coinpilot.services.agent import build_ai_step
 from tests.fakes import anthropic as fk
-from tests.integration.ai_support import deps_for
+from tests.integration.ai_support import built_ai_step, deps_for
 
 ETH = "binance_ETHUSDT_1m_2025-12-18_2025-12-29.csv"
 
@@ -36,12 +35,12 @@ async def test_recorded_backtest_replays_every_decision_without_requests(
         env = {"ANTHROPIC_API_KEY": "sk-test", "ANTHROPIC_BASE_URL": fake.base_url}
         limits = {"guardrails": {"max_calls_per_hour": 10_000, "max_calls_per_day": 10_000}}
         live_settings = make_settings(env=env, ai=limits)
-        live = build_ai_step(deps_for(live_settings, pool, redis, keys))
-        recorded = await run_backtest(candles, live_settings.app, ai=live)
+        async with built_ai_step(deps_for(live_settings, pool, redis, keys)) as live:
+            recorded = await run_backtest(candles, live_settings.app, ai=live)
         used = fake.count
         replay_settings = make_settings(env=env, ai={**limits, "mode": "replay"})
-        replay = build_ai_step(deps_for(replay_settings, pool, redis, keys))
-        replayed = await run_backtest(candles, replay_settings.app, ai=replay)
+        async with built_ai_step(deps_for(replay_settings, pool, redis, keys)) as replay:
+            replayed = await run_backtest(candles, replay_settings.app, ai=replay)
     finally:
         await fake.stop()
     decisions = await pool.fetch("SELECT decision, reason_code FROM agent_decisions")

@@ -55,9 +55,11 @@ async def market(pool: Any) -> None:
 
 
 @pytest.fixture
-def build(
+async def build(
     make_settings: Callable[..., Any], pool: Any, redis: Any, keys: Any, fake: Any, market: None
-) -> Callable[..., Any]:
+) -> AsyncIterator[Callable[..., Any]]:
+    made: list[AgentRunner] = []
+
     async def make(prod: str = "claude-sonnet-4-5", **ai: Any) -> tuple[AgentRunner, Any]:
         env = {"ANTHROPIC_API_KEY": "sk-test", "ANTHROPIC_BASE_URL": fake.base_url,
                "LLM_MODE": "prod"}  # fmt: skip
@@ -66,11 +68,14 @@ def build(
         deps = deps_for(settings, pool, redis, keys)
         step = build_ai_step(deps)
         assert isinstance(step, AgentRunner)
+        made.append(step)
         assert step._check is not None  # started when the step was built, before any review
         await step._check
         return step, deps
 
-    return make
+    yield make
+    for step in made:  # the SDK client's connections to the fake
+        await step.aclose()
 
 
 def gauge(deps: Any) -> float | None:
@@ -152,6 +157,7 @@ async def test_an_unreachable_models_api_only_warns(
         assert isinstance(step, AgentRunner)
         assert step._check is not None
         await step._check
+    await step.aclose()
     (line,) = [e for e in logs if e["event"] == "ai_model_check_failed"]
     assert line["code"] == "connection_error"
     assert step.unavailable is None
@@ -216,15 +222,20 @@ async def test_the_bot_follows_on_unavailable(
     settings = make_settings(env=env, symbols=symbols, ai=ai)
     start = BASE + timedelta(days=9, hours=1, minutes=10)  # MA200 needs 200 hours first
     rp = Replay(settings, pool, redis, keys, aligned_rows(data_dir, symbols), start)
-    rp.ai = build_ai_step(
+    step = build_ai_step(
         SimpleNamespace(settings=settings, pool=pool, redis=redis, keys=keys, clock=rp.clock,
                         metrics=rp.metrics, extras={})
     )  # fmt: skip
-    async with rp:
-        await rp.preload(start)
-        await rp.run_until(start + timedelta(hours=2))
-        assert rp.bot is not None
-        await rp.bot.drain(30)
+    assert isinstance(step, AgentRunner)
+    rp.ai = step
+    try:
+        async with rp:
+            await rp.preload(start)
+            await rp.run_until(start + timedelta(hours=2))
+            assert rp.bot is not None
+            await rp.bot.drain(30)
+    finally:
+        await step.aclose()
     buys = await pool.fetchval("SELECT count(*) FROM trading_history WHERE side = 'BUY'")
     assert (buys > 0) is bought
     reasons = await pool.fetchval("SELECT count(*) FROM agent_decisions")

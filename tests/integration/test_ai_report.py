@@ -8,12 +8,12 @@ from typing import Any
 import pytest
 
 from coinpilot.commands.ai_report import render
-from coinpilot.services.agent import build_ai_step
 from coinpilot.services.ai_scoreboard import build_scoreboard
 from tests.fakes import anthropic as fk
 from tests.integration.ai_support import (
     CANDLE_TS,
     NOW,
+    built_ai_step,
     candidate,
     deps_for,
     insert_minutes,
@@ -49,10 +49,10 @@ async def test_scoreboard_compares_approved_and_rejected_shadow_trades(
         await insert_minutes(pool, after_entry(sym, slope))
     fake.script(fk.reject(match="KRW-ETH"))
     env = {"ANTHROPIC_API_KEY": "sk-test", "ANTHROPIC_BASE_URL": fake.base_url}
-    step = build_ai_step(deps_for(make_settings(env=env), pool, redis, keys))
     settings = make_settings(env=env)
-    assert (await step.review(candidate("KRW-BTC"))).approved
-    assert not (await step.review(candidate("KRW-ETH"))).approved
+    async with built_ai_step(deps_for(make_settings(env=env), pool, redis, keys)) as step:
+        assert (await step.review(candidate("KRW-BTC"))).approved
+        assert not (await step.review(candidate("KRW-ETH"))).approved
 
     board = await build_scoreboard(
         pool, settings, NOW - timedelta(days=1), NOW + timedelta(hours=5)
