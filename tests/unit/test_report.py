@@ -119,7 +119,7 @@ def test_a_sell_whose_gain_the_fees_eat_is_not_a_win() -> None:
 def test_report_lines_read_as_hand_written() -> None:
     """The terminal and the summary prompt read these lines: every figure at its format."""
     # PnL 1,000 realized - 300 fees = +700; win rate 1/3 = 33.333… % -> 33.33 %;
-    # drawdown 3,198 / 10,003,898 = 0.0320 % -> 0.03 %; AI cost 0.0123 + 0.0100 = 0.0223
+    # drawdown 3,198 / 10,003,898 = 0.03197 % -> 0.03 %; AI cost 0.0123 + 0.0100 = 0.0223
     assert report_lines(hand_report()) == [
         "PnL: +700 KRW (gross +1,000, fees 300)",
         "Trades: 6 (3 buys, 3 sells)",
