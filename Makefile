@@ -54,8 +54,10 @@ bench: $(STAMP)
 MUTATION_JOBS ?= 2
 mutation: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[mutation]'
-	COINPILOT_LEDGER_PROFILE=mutation $(BIN)/mutmut run --max-children $(MUTATION_JOBS) \
-	    > mutants.log 2>&1 || { tail -40 mutants.log; exit 1; }
+	COINPILOT_LEDGER_PROFILE=mutation COINPILOT_TEST_KEEP_DB=1 \
+	    $(BIN)/mutmut run --max-children $(MUTATION_JOBS) > mutants.log 2>&1 \
+	    || { $(BIN)/python -m tests.kept_db drop; tail -40 mutants.log; exit 1; }
+	$(BIN)/python -m tests.kept_db drop
 	$(BIN)/python -m tests.mutation_report
 
 clean:

@@ -3,10 +3,15 @@
 Without ``OPENAI_API_KEY``, or when the call fails in any way, the deterministic template
 is used instead, so the report always goes out. The answer is normalised to exactly three
 lines whatever the model returns.
+
+A passing failure (rate limit, overload, lost connection) is asked once more. The SDK's own
+retry is off because it treats every 429 alike, and ``insufficient_quota`` shares the 429
+of a rate limit while no wait brings credit back (EXTERNAL_APIS §3.2).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,6 +27,28 @@ SYSTEM_PROMPT = (
     "Summarise the report in exactly 3 short lines, with at least one number. "
     "State missing data instead of guessing. At most one suggestion."
 )
+
+
+def _passing(exc: Exception) -> bool:
+    import openai
+
+    if isinstance(exc, openai.RateLimitError):
+        return exc.code != "insufficient_quota"
+    return isinstance(exc, openai.APIConnectionError | openai.InternalServerError)
+
+
+def _retry_delay(exc: Exception) -> float:
+    """The server's retry-after(-ms) when it is sane, else half a second (the SDK's first)."""
+    response = getattr(exc, "response", None)
+    headers = response.headers if response is not None else {}
+    for name, per_second in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        try:
+            delay = float(headers.get(name, "")) / per_second
+        except ValueError:
+            continue
+        if 0 < delay <= 60:
+            return delay
+    return 0.5
 
 
 def three_lines(text: str, fallback: Sequence[str]) -> list[str]:
@@ -45,7 +72,7 @@ async def summarise(
         api_key=key.get_secret_value(),
         base_url=settings.env.openai_base_url,
         timeout=cfg.timeout_s,
-        max_retries=1,
+        max_retries=0,
     )
     # Reasoning models refuse temperature and spend part of max_completion_tokens on
     # reasoning: each knob is sent only when configured.
@@ -55,15 +82,18 @@ async def summarise(
     if cfg.temperature is not None:
         knobs["temperature"] = cfg.temperature
     try:
-        resp = await client.chat.completions.create(
-            model=cfg.openai_model,
-            max_completion_tokens=cfg.max_completion_tokens,
-            messages=[
-                {"role": "system", "content": SYSTEM_PROMPT},
-                {"role": "user", "content": report_text},
-            ],
-            **knobs,
-        )
+        try:
+            resp = await _create(
+                client, cfg.openai_model, cfg.max_completion_tokens, report_text, knobs
+            )
+        except openai.OpenAIError as first:
+            if not _passing(first):
+                raise
+            log.info("report_summary_retry", error=type(first).__name__)
+            await asyncio.sleep(_retry_delay(first))
+            resp = await _create(
+                client, cfg.openai_model, cfg.max_completion_tokens, report_text, knobs
+            )
         content = resp.choices[0].message.content if resp.choices else None
     except openai.OpenAIError as exc:
         kind = getattr(exc, "code", None) or type(exc).__name__
@@ -79,3 +109,17 @@ async def summarise(
         log.warning("report_summary_fallback", error="empty answer", finish_reason=finish)
         return list(fallback[:3]), "template"
     return three_lines(content, fallback), "openai"
+
+
+async def _create(
+    client: Any, model: str, max_tokens: int, report_text: str, knobs: dict[str, Any]
+) -> Any:
+    return await client.chat.completions.create(
+        model=model,
+        max_completion_tokens=max_tokens,
+        messages=[
+            {"role": "system", "content": SYSTEM_PROMPT},
+            {"role": "user", "content": report_text},
+        ],
+        **knobs,
+    )

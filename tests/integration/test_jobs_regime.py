@@ -82,7 +82,7 @@ async def test_still_forming_hour_is_ignored(
     ctx = context(make_settings(symbols=["KRW-BTC"]), pool, redis, keys)
     await run_regime_job(ctx, last - timedelta(minutes=29))  # 23:30, the 23:00 hour is open
     (row,) = await history(pool)
-    assert row["hourly_candles"] == 239
+    assert row["hourly_candles"] == TEN_DAYS // 60 - 1  # 240 hours loaded, the last still open
 
 
 async def test_short_history_is_unknown_and_isolated(

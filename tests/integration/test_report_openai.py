@@ -124,3 +124,23 @@ async def test_error_types_reach_the_sdk(
     finally:
         await client.close()
     assert (err.value.type, err.value.code) == (etype, code)  # type: ignore[attr-defined]
+
+
+async def test_out_of_credit_is_not_asked_again(settings_for: Any, fake: FakeOpenAI) -> None:
+    """insufficient_quota shares 429 with rate limits but waiting cannot cure it (§3.2)."""
+    fake.fail_next(429, "insufficient_quota")
+    metrics = Metrics()
+    assert (await summarise(settings_for(), "r", FALLBACK, metrics))[1] == "template"
+    assert len(fake.requests) == 1
+    assert errors(metrics, "insufficient_quota") == 1
+
+
+@pytest.mark.parametrize(("status", "code"), [(429, "rate_limit_exceeded"), (503, "server_error")])
+async def test_a_passing_failure_is_asked_once_more(
+    settings_for: Any, fake: FakeOpenAI, status: int, code: str
+) -> None:
+    """A rate limit or an overloaded server gets one more try, then the real summary."""
+    fake.fail_next(status, code)
+    lines, source = await summarise(settings_for(), "r", FALLBACK)
+    assert (lines, source) == (["line one", "line two", "line three"], "openai")
+    assert len(fake.requests) == 2

@@ -128,7 +128,9 @@ def test_too_few_closed_hours_is_unknown(data_dir: Path) -> None:
     candles = load_candles(path)
     reading = regime_from_candles(candles, int(candles.ts[-1]) + 60, CFG)
     assert reading.regime == "UNKNOWN"
-    assert reading.hourly_candles == 167
+    # The file runs 2018-01-25 06:42 .. 2018-02-01 05:20 UTC; at 05:21 the 05:00 hour is still
+    # open. Closed hours: 06..23 on the 25th (18) + 26th..31st (6 x 24) + 00..04 on the 1st (5).
+    assert reading.hourly_candles == 18 + 6 * 24 + 5
     assert reading.ma_fast is None
 
 
