@@ -7,6 +7,7 @@ share one "now" that advances a minute every ``60 / speed`` real seconds.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from datetime import datetime, timedelta
 
@@ -25,6 +26,9 @@ class FastClock:
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(max(0.0, seconds) / self.speed)
+
+    def timeout_at(self, when: float) -> contextlib.AbstractAsyncContextManager[object]:
+        return asyncio.timeout((when - self.monotonic()) / self.speed)
 
     async def until(self, when: datetime) -> None:
         """Sleep until the clock reads ``when``."""

@@ -51,6 +51,7 @@ class Replay:
         ai: AiStep | None = None,
         metrics: Metrics | None = None,
         resume: bool = False,
+        settle_ai: bool = False,
     ) -> None:
         self.settings, self.pool, self.redis, self.keys = settings, pool, redis, keys
         self.rows, self.start = rows, start
@@ -68,6 +69,8 @@ class Replay:
         self._last_regime_hour: datetime | None = None
         # A resumed replay picks up the regime the last hourly run would have produced.
         self.resume = resume
+        # Each minute's AI reviews end before the clock moves on (see step).
+        self.settle_ai = settle_ai
 
     async def __aenter__(self) -> Replay:
         for symbol_rows in self.rows.values():
@@ -125,6 +128,12 @@ class Replay:
         await self.collector.run_once()
         await self._regimes(now)
         outcomes = await self.bot.run_once()
+        if self.settle_ai:
+            # A review's time budget runs on this clock. A model answering in milliseconds
+            # ends its review within the minute, so let the reviews end before the clock
+            # jumps a whole minute (which would spend their budget at once): the replay is
+            # then the same on a fast and a slow machine.
+            await self.bot.drain(30)
         self.clock.advance(MINUTE)
         return outcomes
 

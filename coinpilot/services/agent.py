@@ -270,8 +270,9 @@ class AgentRunner:
             return AiVerdict(False, "internal_error", f"AI Analysis Error: {type(exc).__name__}")
 
     async def _review(self, candidate: EntryCandidate) -> AiVerdict:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.cfg.timeout_s
+        # The run budget is kept on the injected clock (real time in the daemon), so a replay
+        # or a test moves it with the clock rather than with the machine's speed.
+        deadline = self.clock.monotonic() + self.cfg.timeout_s
         started = time.perf_counter()
         try:
             prep = await prepare(self.pool, self.settings, candidate)
@@ -299,11 +300,10 @@ class AgentRunner:
         guardrails, nothing recorded. Returns the candidate's preparation and the row the
         bot would have recorded (its cost at the configured price included)."""
         assert self.dry_run, "review_once is for dry runs"
-        loop = asyncio.get_running_loop()
         started = time.perf_counter()
         prep = await prepare(self.pool, self.settings, candidate)
         trace = Trace()
-        run = await self._run_model(prep, trace, loop.time() + self.cfg.timeout_s)
+        run = await self._run_model(prep, trace, self.clock.monotonic() + self.cfg.timeout_s)
         if run.reason_code in CONFIG_CODES:
             await self.stop_ai(f"a request was refused: {run.reasoning}"[:400])
         latency = time.perf_counter() - started
@@ -328,7 +328,7 @@ class AgentRunner:
     async def _run_model(self, prep: Prepared, trace: Trace, deadline: float) -> fsm.Run:
         run = fsm.step(fsm.Run(), fsm.Event(fsm.Ev.BEGIN))
         try:
-            async with asyncio.timeout_at(deadline), self._slots:
+            async with self.clock.timeout_at(deadline), self._slots:
                 self.metrics.ai_requests.inc()
                 run = await self._analyst(prep, trace, deadline, run)
                 if run.state is fsm.State.GUARDIAN:
@@ -378,12 +378,11 @@ class AgentRunner:
             options=self.cfg.settings_for(self.model),
         )
         trace.requests[role] = request
-        loop = asyncio.get_running_loop()
         for attempt in range(self.cfg.max_attempts):
             if not self.dry_run:
                 await self.guard.mark_call(self.clock.now())
             trace.attempts += 1
-            remaining = deadline - loop.time()
+            remaining = deadline - self.clock.monotonic()
             try:
                 reply = await call_json(
                     self.client, request, min(self.cfg.attempt_timeout_s, remaining)
@@ -393,9 +392,9 @@ class AgentRunner:
                 log.warning("ai_call_failed", role=role, code=f.code, status=f.status)
                 wait = f.retry_after_s if f.retry_after_s is not None else 0.5 * 2**attempt
                 last = attempt + 1 >= self.cfg.max_attempts
-                if not f.retryable or last or loop.time() + wait >= deadline:
+                if not f.retryable or last or self.clock.monotonic() + wait >= deadline:
                     raise
-                await asyncio.sleep(wait)
+                await self.clock.sleep(wait)
                 continue
             trace.reply(role, reply)
             return reply

@@ -84,22 +84,18 @@ async def replay_into(
     env = {"ANTHROPIC_API_KEY": "sk-test", "ANTHROPIC_BASE_URL": fake.base_url}
     settings = replay_settings(tmp, env)
     try:
-        rp = Replay(settings, pool, redis, keys, aligned_rows(data_dir, SYMBOLS), START)
+        # The fake answers in milliseconds, so each review ends within its own minute: the
+        # replay waits for it there, which keeps the seeded trades (and what the pages must
+        # show) independent of how fast this machine is, as on a cold first browser run.
+        rows = aligned_rows(data_dir, SYMBOLS)
+        rp = Replay(settings, pool, redis, keys, rows, START, settle_ai=True)
         deps = SimpleNamespace(settings=settings, pool=pool, redis=redis, keys=keys,
                                clock=rp.clock, metrics=rp.metrics, extras={})  # fmt: skip
-
-        async def settle(now: datetime, outcomes: dict[str, Any]) -> None:
-            # The fake answers in milliseconds, so a review ends within its own minute; waiting
-            # for it here keeps the replay (and what the pages must show) independent of how
-            # fast this machine happens to be, as on a cold first browser run.
-            assert rp.bot is not None
-            await rp.bot.drain(30)
-
         async with built_ai_step(deps) as step:
             rp.ai = step
             async with rp:
                 await rp.preload(START)
-                await rp.run_until(START + timedelta(hours=HOURS), settle)
+                await rp.run_until(START + timedelta(hours=HOURS))
         now = rp.clock.now()
     finally:
         await fake.stop()

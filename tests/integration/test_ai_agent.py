@@ -282,37 +282,25 @@ async def _until(condition: Callable[[], bool], moved: asyncio.Event) -> None:
             await moved.wait()
 
 
-def _movable_loop_clock(monkeypatch: pytest.MonkeyPatch) -> Callable[[float], None]:
-    """The agent's run budget is a deadline on the event loop's clock; this lets the test move
-    that clock forward, so the budget runs out when the test says and not when the machine is
-    slow."""
-    loop = asyncio.get_running_loop()
-    real = loop.time
-    offset = 0.0
-
-    def advance(seconds: float) -> None:
-        nonlocal offset
-        offset += seconds
-
-    monkeypatch.setattr(loop, "time", lambda: real() + offset)
-    return advance
-
-
 async def test_stalled_call_times_out_while_other_symbols_proceed(
-    build: Any, fake: Any, pool: Any, redis: Any, keys: Any, monkeypatch: pytest.MonkeyPatch
+    build: Any, fake: Any, pool: Any, redis: Any, keys: Any
 ) -> None:
-    """A stalled call ends as REJECT at the run budget while another symbol's review completes."""
-    advance = _movable_loop_clock(monkeypatch)
+    """A stalled call ends as REJECT at the run budget while another symbol's review completes.
+    The budget runs on the injected clock, so it runs out when the test moves that clock and
+    not when the machine is slow."""
     stall = asyncio.Event()  # never set before the verdict: the model does not answer
     fake.script(fk.confirm(match="KRW-ETH", hold=stall))
-    step, _ = build(timeout_s=30, attempt_timeout_s=120)
+    step, deps = build(timeout_s=30, attempt_timeout_s=120)
     slow = asyncio.create_task(step.review(candidate("KRW-ETH")))
     try:
         await _until(lambda: fake.in_flight == 1, fake.moved)  # ETH is at the model, stalled
         quick = await step.review(candidate("KRW-BTC"))
         assert quick.approved
         assert not slow.done()
-        advance(30)  # the run budget is spent
+        deps.clock.advance(29)  # 1 s of the 30 s budget left
+        await asyncio.sleep(0.05)  # a loop turn in which a wrongly due timeout would fire
+        assert not slow.done()
+        deps.clock.advance(1)  # the run budget is spent
         verdict = await slow
     finally:
         stall.set()
@@ -453,6 +441,32 @@ async def test_rate_limit_is_retried_within_the_budget(build: Any, fake: Any) ->
     verdict = await step.review(candidate())
     assert verdict.approved
     assert fake.count == 3
+
+
+async def test_the_retry_wait_is_spent_on_the_injected_clock(build: Any, fake: Any) -> None:
+    """retry-after: 5 is waited on the runner's clock (real time in the daemon): the simulated
+    clock moves by exactly those 5 s and the test does not wait them."""
+    fake.script(fk.rate_limited(retry_after="5"))
+    step, deps = build(max_attempts=2, timeout_s=30)
+    before = deps.clock.monotonic()
+    verdict = await step.review(candidate())
+    assert verdict.approved
+    assert fake.count == 3  # the 429, then the Analyst and the Guardian
+    assert deps.clock.monotonic() - before == 5.0
+
+
+async def test_a_retry_that_would_end_past_the_budget_is_not_made(
+    build: Any, fake: Any, pool: Any
+) -> None:
+    """A retry-after of 30 s with the whole 30 s budget left: waiting would spend the budget
+    (0 + 30 >= 30), so the 429 is the verdict, after one request and no wait."""
+    fake.script(fk.rate_limited(retry_after="30"))
+    step, deps = build(max_attempts=3, timeout_s=30)
+    before = deps.clock.monotonic()
+    verdict = await step.review(candidate())
+    assert (verdict.approved, verdict.reason_code) == (False, "rate_limited")
+    assert fake.count == 1
+    assert deps.clock.monotonic() == before
 
 
 async def test_thin_context_is_skipped_by_the_prefilter(build: Any, fake: Any, pool: Any) -> None:
