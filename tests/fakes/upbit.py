@@ -10,9 +10,14 @@ Serves candles loaded from the shared CSV files:
 * ``GET /v1/market/all``: every loaded market plus ``extra_markets``.
 * ``GET /v1/ticker?markets=...``: a snapshot from the candles at the fake's clock
   (day figures from 00:00 UTC; the 24 h and 52-week fields are left out).
-* ``Remaining-Req: group=candles; min=600; sec=N`` on every response; over
-  ``limit_per_s`` in one second → 429 with a plain-text body; after ``block_after``
-  consecutive 429s → 418 for ``block_s`` seconds (stated in the body and Retry-After).
+* ``Remaining-Req: group=candles; min=600; sec=N`` on every response (each group its own
+  budget and name). Over ``limit_per_s`` in any one second → 429 with ``sec=0`` and the
+  plain-text body ``Too many API requests.`` (§1.4, §1.5, §1.7); after ``block_after``
+  consecutive 429s → 418 for ``block_s`` seconds, ``sec=0``, the time left in whole seconds
+  rounded up stated in ``Retry-After`` and in a plain-text body ``blocked for N seconds``
+  (Upbit's 418 body is undocumented, §1.5/§8: the client must read either).
+  ``timer`` (default ``time.monotonic``) is the time these seconds are counted on: a test
+  passes its SimulatedClock's ``monotonic`` to move the fake's second and block with it.
 * Per-market faults: ``fail(market, "500" | "stall" | "garbage" | "nan" | "reset", times=None)``.
 
 The clock: ``set_now(dt)`` fixes it; ``FakeUpbit(clock=c)`` follows any Clock (a replay
@@ -36,10 +41,11 @@ import asyncio
 import bisect
 import contextlib
 import json
+import math
 import re
 import time
 from collections import Counter, deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -120,8 +126,10 @@ class FakeUpbit:
         strict_count: bool = False,
         stall_s: float = 30.0,
         extra_markets: tuple[str, ...] = (),
+        timer: Callable[[], float] | None = None,
     ) -> None:
         self.series: dict[str, Series] = {}
+        self.timer = timer or time.monotonic
         self.clock = clock
         self._now: datetime | None = None
         self.limit_per_s = limit_per_s
@@ -190,10 +198,10 @@ class FakeUpbit:
 
         Each group has its own budget, counted over a sliding second (any 1 s span, not
         seconds aligned to the clock), so a burst straddling a second boundary is refused."""
-        mono = time.monotonic()
+        mono = self.timer()
         if mono < self._blocked_until:
             self.stats["418"] += 1
-            left = int(self._blocked_until - mono) + 1
+            left = math.ceil(self._blocked_until - mono)  # 30.0 s left reads 30, 29.5 reads 30
             headers = {"Retry-After": str(left)}
             return 0, self._plain(418, f"blocked for {left} seconds", headers, group=group)
         if self.limit_per_s is None:

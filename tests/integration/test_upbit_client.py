@@ -12,7 +12,7 @@ import pytest
 
 from coinpilot.adapters.csvdata import read_csv
 from coinpilot.adapters.upbit import UpbitBlocked, UpbitClient, UpbitError
-from coinpilot.clock import SystemClock
+from coinpilot.clock import SimulatedClock, SystemClock
 from coinpilot.observability import Metrics
 from tests.fakes.upbit import FakeUpbit, running_fake_upbit
 
@@ -150,6 +150,53 @@ async def test_418_blocks_every_call_until_the_stated_time(
         assert fake.stats["requests"] == sent
         assert sample(c.metrics, "coinpilot_upbit_blocked") == 1
         assert c.blocked_until - c.clock.monotonic() > 20
+
+
+async def test_429_and_418_are_counted_waited_out_and_survived(
+    http: aiohttp.ClientSession, btc_rows: list
+) -> None:
+    """On one simulated clock shared with the fake: a 429 is counted and retried after the
+    budget's 1.05 s window; a 418 is counted, raises the blocked gauge and stops every send
+    until its Retry-After has passed; then the client works again and the gauge drops.
+    The client also holds a window after any ``sec=0``, which moves its next send."""
+    clock = SimulatedClock(T0)
+    fake = FakeUpbit(limit_per_s=1, block_after=2, block_s=30, timer=clock.monotonic)
+    fake.add_rows(btc_rows)
+    async with running_fake_upbit(fake) as (_, url):
+        c = UpbitClient(http, url, clock=clock, metrics=Metrics(), requests_per_second=None,
+                        max_retries=3, retry_base_s=0.0)  # fmt: skip
+
+        async def other_program() -> None:  # another program on this IP, same budget
+            async with http.get(url + "/v1/candles/minutes/1", params={"market": "KRW-BTC"}):
+                pass
+
+        await other_program()  # t = 0: the second's one request is spent
+        page = await c.candles("KRW-BTC", to=None, count=1)  # 429, waits 1.05 s, then 200
+        assert len(page.rows) == 1
+        assert clock.monotonic() == 1.05
+        assert sample(c.metrics, "coinpilot_upbit_requests_total", outcome="rate_limited") == 1
+        assert sample(c.metrics, "coinpilot_upbit_requests_total", outcome="ok") == 1
+        # The other program overspends twice in a row at 1.05: blocked until 31.05.
+        await other_program()
+        await other_program()
+        # The client saw sec=0 at 1.05, so it sends at 1.05 + 1.05 = 2.1; the 418 states
+        # ceil(31.05 - 2.1) = ceil(28.95) = 29 s, so the client stays away until 31.1.
+        with pytest.raises(UpbitBlocked):
+            await c.candles("KRW-BTC", to=None, count=1)
+        assert clock.monotonic() == 2.1
+        assert c.blocked_until == 2.1 + 29
+        assert sample(c.metrics, "coinpilot_upbit_requests_total", outcome="blocked") == 1
+        assert sample(c.metrics, "coinpilot_upbit_blocked") == 1
+        sent = fake.stats["requests"]
+        clock.advance(28)  # 30.1: 1 s of the block left, nothing is sent
+        with pytest.raises(UpbitBlocked):
+            await c.candles("KRW-BTC", to=None, count=1)
+        assert fake.stats["requests"] == sent
+        clock.advance(1)  # 31.1: the block is over for the client and (since 31.05) the fake
+        page = await c.candles("KRW-BTC", to=None, count=1)
+        assert len(page.rows) == 1
+        assert sample(c.metrics, "coinpilot_upbit_blocked") == 0
+        assert fake.stats["requests"] == sent + 1
 
 
 @pytest.mark.parametrize(

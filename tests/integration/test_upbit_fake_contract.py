@@ -1,18 +1,20 @@
 """The Upbit fake answers candle requests as EXTERNAL_APIS §1.1, §1.4 and §1.5 describe.
 
-Read-only checks of the wire format (the rate-limit budget has its own tests): the
-documented fields and their types, newest first, ``to`` exclusive in any of its spellings,
-minutes without trades skipped, the Remaining-Req header, and the error body shape.
+Checks of the wire format: the documented fields and their types, newest first, ``to``
+exclusive in any of its spellings, minutes without trades skipped, the Remaining-Req
+header, the error body shape, and the 429 and 418 answers to a client that overspends.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import aiohttp
+import pytest
 
 from coinpilot.adapters.marketdata import CandleRow
 from tests.fakes.upbit import FakeUpbit, running_fake_upbit
@@ -99,3 +101,75 @@ async def test_errors_have_the_documented_body() -> None:
         status, _, body = await get(http, url, market="KRW-BTC", to="yesterday")
         assert status == 400
         assert body["error"]["name"] == "validation_error"
+
+
+class Frozen:
+    """The fake's second and block counted on a time that moves only when the test says."""
+
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+async def raw(http: aiohttp.ClientSession, url: str, path: str) -> tuple[int, Any, str]:
+    query = {"market": "KRW-BTC"} if "candles" in path else {}
+    async with http.get(url + path, params=query) as resp:
+        return resp.status, resp.headers, await resp.text()
+
+
+CANDLES, MARKETS = "/v1/candles/minutes/1", "/v1/market/all"
+
+
+async def test_over_the_limit_is_the_documented_429() -> None:
+    """§1.4/§1.5/§1.7: the third candle request in one second of a 2/s budget gets 429,
+    Remaining-Req with sec=0, and the plain-text body ``Too many API requests.`` (not JSON);
+    the market group keeps its own budget; a second later candles are served again."""
+    now = Frozen()
+    fake = FakeUpbit(limit_per_s=2, timer=now)
+    fake.add_rows(rows())
+    async with running_fake_upbit(fake) as (_, url), aiohttp.ClientSession() as http:
+        answers = [await raw(http, url, CANDLES) for _ in range(3)]
+        assert [a[0] for a in answers] == [200, 200, 429]
+        # sec counts down the second's budget: 2 - 1 = 1 left, then 2 - 2 = 0
+        assert [a[1]["Remaining-Req"] for a in answers] == [
+            "group=candles; min=600; sec=1",
+            "group=candles; min=600; sec=0",
+            "group=candles; min=600; sec=0",
+        ]
+        _, headers, body = answers[2]
+        assert body == "Too many API requests."
+        assert headers["Content-Type"].startswith("text/plain")
+        with pytest.raises(json.JSONDecodeError):
+            json.loads(body)
+        status, headers, _ = await raw(http, url, MARKETS)
+        assert (status, headers["Remaining-Req"]) == (200, "group=market; min=600; sec=1")
+        now.t += 1.0  # the requests at 1000.0 leave the sliding second at 1001.0
+        status, headers, _ = await raw(http, url, CANDLES)
+        assert (status, headers["Remaining-Req"]) == (200, "group=candles; min=600; sec=1")
+
+
+async def test_continued_excess_is_the_documented_418_until_the_block_ends() -> None:
+    """§1.4/§1.5/§1.7: two 429s in a row (block_after=2) block the IP for 30 s: every
+    request, of any group, gets 418 with sec=0 and the time left, rounded up to whole
+    seconds, in Retry-After and in a plain-text body; at the stated time the block is over."""
+    now = Frozen()
+    fake = FakeUpbit(limit_per_s=1, block_after=2, block_s=30, timer=now)
+    fake.add_rows(rows())
+    async with running_fake_upbit(fake) as (_, url), aiohttp.ClientSession() as http:
+        assert [(await raw(http, url, CANDLES))[0] for _ in range(3)] == [200, 429, 429]
+        for path, group in ((CANDLES, "candles"), (MARKETS, "market")):
+            status, headers, body = await raw(http, url, path)
+            assert status == 418, path
+            assert headers["Remaining-Req"] == f"group={group}; min=600; sec=0"
+            assert headers["Retry-After"] == "30"  # blocked at 1000.0 until 1030.0
+            assert body == "blocked for 30 seconds"
+            assert headers["Content-Type"].startswith("text/plain")
+        now.t += 29.5  # 0.5 s left: stated as 1 whole second, rounded up
+        status, headers, body = await raw(http, url, CANDLES)
+        assert (status, headers["Retry-After"], body) == (418, "1", "blocked for 1 seconds")
+        now.t += 0.5  # 1030.0: the block has ended and the 1000.0 request left the second
+        status, headers, _ = await raw(http, url, CANDLES)
+        assert (status, headers["Remaining-Req"]) == (200, "group=candles; min=600; sec=0")
+        assert (fake.stats["429"], fake.stats["418"]) == (2, 3)
