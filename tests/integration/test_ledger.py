@@ -514,3 +514,29 @@ async def test_a_fill_its_day_row_does_not_count_is_rolled_back_naming_the_day(
     with pytest.raises(LookupError, match=r"^daily_risk_state has no row for 2026-03-02$"):
         await ledger.buy(pool, order(), app, T0)
     assert await snapshot(pool) == before
+
+
+@pytest.mark.parametrize("read_only", [False, True])
+async def test_reading_the_state_does_not_wait_for_a_fill_in_progress(
+    pool: asyncpg.Pool, settings: Settings, read_only: bool
+) -> None:
+    """Only a fill locks the account row: the bot's state and `coinpilot status` read it
+    while another transaction holds that lock (as a fill does until it commits)."""
+    app = settings.app
+    await ledger.load_state(pool, app, T0, {})
+    async with pool.acquire() as holder:
+        locked = holder.transaction()
+        await locked.start()
+        await holder.execute("SELECT 1 FROM account_state WHERE id = 1 FOR UPDATE")
+        reading = asyncio.ensure_future(ledger.load_state(pool, app, T0, {}, read_only=read_only))
+        blocked = False
+        # Until the read finishes, or PostgreSQL shows a session waiting for a lock here.
+        while not reading.done() and not blocked:
+            blocked = bool(await pool.fetchval(
+                """SELECT count(*) FROM pg_stat_activity
+                   WHERE datname = current_database() AND wait_event_type = 'Lock'"""))  # fmt: skip
+            await asyncio.sleep(0.01)
+        await locked.rollback()
+    state = await reading
+    assert not blocked
+    assert state.account.cash == D(10_000_000)
