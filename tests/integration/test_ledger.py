@@ -443,3 +443,74 @@ async def test_a_sells_key_names_the_candle_and_the_entry_it_closes(
         "KRW-BTC|2026-03-02T01:00:00+00:00|BUY",
         f"KRW-BTC|2026-03-02T01:03:00+00:00|SELL|{entry}",
     ]
+
+
+async def test_a_buy_records_its_trade_and_position_in_full(
+    pool: asyncpg.Pool, settings: Settings
+) -> None:
+    app = settings.app
+    await ledger.load_state(pool, app, T0, {})
+    decided = T0 + timedelta(seconds=64)  # the decision a minute after the candle opened
+    order = ledger.BuyOrder("KRW-BTC", T0, D(90_000_000), D(500_000), "SIDEWAYS", {"rsi": 28})
+    assert await ledger.buy(pool, order, app, decided) is not None
+    trade = await pool.fetchrow("SELECT * FROM trading_history")
+    wanted = {
+        "idempotency_key": "KRW-BTC|2026-03-02T01:00:00+00:00|BUY", "symbol": "KRW-BTC",
+        "side": "BUY", "price": BUY_PRICE, "quantity": QTY, "notional": BUY_NOTIONAL,
+        "fee": BUY_FEE, "realized_pnl": None, "entry_price": None,
+        "strategy_name": "AdaptiveMeanReversion", "regime": "SIDEWAYS",
+        "high_water_mark": BUY_PRICE,  # a new position's mark starts at what it paid
+        "exit_reason": None, "signal_info": {"rsi": 28}, "candle_ts": T0, "executed_at": decided,
+    }  # fmt: skip
+    assert {k: trade[k] for k in wanted} == wanted
+    position = dict(await pool.fetchrow("SELECT * FROM positions"))
+    assert {k: v for k, v in position.items() if k != "updated_at"} == {
+        "symbol": "KRW-BTC", "quantity": QTY, "avg_price": BUY_PRICE,
+        "cost_basis": BUY_NOTIONAL, "regime": "SIDEWAYS", "high_water_mark": BUY_PRICE,
+        "opened_at": decided, "entry_trade_id": trade["id"],
+    }  # fmt: skip
+    account = await pool.fetchrow("SELECT * FROM account_state")
+    # 10,000,000 − 499,999.17465 − 249.999587325
+    assert (account["cash"], account["fees_paid"], account["updated_at"]) == (
+        D("9499750.825762675"), BUY_FEE, decided,
+    )  # fmt: skip
+
+
+async def test_a_refused_buy_is_audited_with_its_regime(
+    pool: asyncpg.Pool, make_settings: Callable[..., Settings]
+) -> None:
+    app = make_settings(risk={"max_concurrent_positions": 1}).app
+    await ledger.load_state(pool, app, T0, {})
+    assert await ledger.buy(pool, order("KRW-ETH", close="4000000"), app, T0) is not None
+    refused = await ledger.buy(pool, order(), app, T0)
+    assert isinstance(refused, ledger.Refused)
+    audit = await pool.fetchrow("SELECT * FROM risk_audit")
+    assert (audit["violation_type"], audit["symbol"], audit["details"], audit["ts"]) == (
+        "max_concurrent_positions", "KRW-BTC", {"regime": "BULL"}, T0,
+    )  # fmt: skip
+
+
+async def test_a_fill_without_an_account_row_says_what_is_missing(
+    pool: asyncpg.Pool, settings: Settings
+) -> None:
+    with pytest.raises(LookupError, match=r"^account_state has no row; run migrations and "
+                       r"start the daemon once$"):  # fmt: skip
+        await ledger.buy(pool, order(), settings.app, T0)
+
+
+async def test_a_fill_its_day_row_does_not_count_is_rolled_back_naming_the_day(
+    pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """A trigger that silently skips every update of the day row: the BUY must not commit
+    uncounted (the daily trade limit would never see it)."""
+    app = settings.app
+    await ledger.load_state(pool, app, T0, {})
+    await pool.execute("""
+        CREATE FUNCTION skip_update() RETURNS trigger LANGUAGE plpgsql AS
+        $$ BEGIN RETURN NULL; END $$;
+        CREATE TRIGGER skip_update BEFORE UPDATE ON daily_risk_state
+        FOR EACH ROW EXECUTE FUNCTION skip_update();""")  # fmt: skip
+    before = await snapshot(pool)
+    with pytest.raises(LookupError, match=r"^daily_risk_state has no row for 2026-03-02$"):
+        await ledger.buy(pool, order(), app, T0)
+    assert await snapshot(pool) == before

@@ -199,3 +199,23 @@ async def test_a_day_opened_by_an_exit_marks_the_other_positions_at_the_given_ma
         "SELECT opening_equity FROM daily_risk_state WHERE trade_date = '2026-03-03'"
     )
     assert opening == D(10_110_000)
+
+
+async def test_a_day_opened_by_a_buy_marks_the_positions_held_at_the_given_marks(
+    pool: asyncpg.Pool, exact: Settings
+) -> None:
+    """100 coins of KRW-A bought at 1,000 (cash 9,900,000). The first fill of 3 March buys
+    KRW-B with KRW-A marked at 1,500: the day opens before the buy at 9,900,000 + 100 ×
+    1,500 = 10,050,000 (at KRW-A's fill price it would be 10,000,000)."""
+    app = exact.app
+    await ledger.load_state(pool, app, T0, {})
+    first = ledger.BuyOrder("KRW-A", T0, D(1000), D(100_000), "BULL", {})
+    assert isinstance(await ledger.buy(pool, first, app, T0), ledger.Fill)
+    next_day = datetime(2026, 3, 2, 15, 1, tzinfo=UTC)  # 00:01 on 3 March in Seoul
+    second = ledger.BuyOrder("KRW-B", next_day, D(1000), D(100_000), "BULL", {})
+    result = await ledger.buy(pool, second, app, next_day, {"KRW-A": 1500.0})
+    assert isinstance(result, ledger.Fill)
+    opening = await pool.fetchval(
+        "SELECT opening_equity FROM daily_risk_state WHERE trade_date = '2026-03-03'"
+    )
+    assert opening == D(10_050_000)
