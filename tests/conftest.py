@@ -28,7 +28,7 @@ from coinpilot.adapters import db as dbmod
 from coinpilot.adapters.cache import Keys, create_redis
 from coinpilot.config import Settings, load_config
 from coinpilot.embedded import EmbeddedPostgres, EmbeddedRedis
-from tests import hygiene
+from tests import hygiene, kept_db
 from tests.hygiene import (  # noqa: F401  (hooks: pytest finds them by name here)
     pytest_configure,
     pytest_runtest_teardown,
@@ -103,6 +103,9 @@ def redis_url_base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def pg_template(pg_admin_dsn: str) -> Iterator[str]:
     """A database migrated once per session; tests clone it (fast, isolated)."""
+    if kept_db.enabled():
+        yield asyncio.run(kept_db.template(pg_admin_dsn))
+        return
     name = f"cp_tpl_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     hygiene.DATABASES.add(name)
 
@@ -153,9 +156,26 @@ async def fresh_database(
             await admin.close()
 
 
+@pytest.fixture(scope="session")
+def kept_slot(pg_admin_dsn: str) -> Iterator[kept_db.Slot | None]:
+    """Under COINPILOT_TEST_KEEP_DB=1 (`make mutation`) this session's kept database."""
+    if not kept_db.enabled():
+        yield None
+        return
+    slot = asyncio.run(kept_db.acquire(pg_admin_dsn))
+    yield slot
+    slot.release()
+
+
 @pytest.fixture
-async def db_dsn(pg_admin_dsn: str, pg_template: str) -> AsyncIterator[str]:
-    """A fresh, fully migrated database for this test."""
+async def db_dsn(
+    pg_admin_dsn: str, pg_template: str, kept_slot: kept_db.Slot | None
+) -> AsyncIterator[str]:
+    """A fresh, fully migrated database for this test (a kept one reset, see kept_db)."""
+    if kept_slot is not None:
+        await kept_slot.reset()
+        yield kept_slot.dsn
+        return
     async with fresh_database(pg_admin_dsn, "cp_t", pg_template) as dsn:
         yield dsn
 

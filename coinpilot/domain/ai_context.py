@@ -74,8 +74,7 @@ def bear_features(bars: Sequence[Bar], window: int) -> dict[str, float]:
         }
     closes = np.array([float(b["close"]) for b in tail])
     vols = np.array([float(b["volume"]) for b in tail])
-    changes = np.diff(closes)
-    downtrend = float(np.mean(changes < 0)) if len(changes) else 0.0
+    downtrend = float(np.mean(np.diff(closes) < 0))  # two closes or more: one change at least
     low = float(closes.min())
     rebound = (closes[-1] - low) / low * 100 if low > 0 else 0.0
     prev_mean = float(vols[:-1].mean())
@@ -133,7 +132,7 @@ def pattern_features(bars: Sequence[Bar]) -> dict[str, Any]:
     ranges = [max(float(b["high"]) - float(b["low"]), 1e-9) for b in tail]
     op, hi, lo, cl = (float(last[k]) for k in ("open", "high", "low", "close"))
     rng = ranges[-1]
-    earlier = float(np.mean(ranges[:-1]))
+    earlier = float(np.mean(ranges[:-1]))  # > 0: every range is at least 1e-9
     return {
         "pattern_direction": direction,
         "net_change_pct_6h": round(net, 4),
@@ -142,7 +141,7 @@ def pattern_features(bars: Sequence[Bar]) -> dict[str, Any]:
         "last_body_to_range": round(abs(cl - op) / rng, 4),
         "last_upper_wick_to_range": round((hi - max(op, cl)) / rng, 4),
         "last_lower_wick_to_range": round((min(op, cl) - lo) / rng, 4),
-        "range_expansion_ratio_6h": round(rng / earlier, 4) if earlier > 0 else 1.0,
+        "range_expansion_ratio_6h": round(rng / earlier, 4),
     }
 
 

@@ -89,7 +89,8 @@ def price(value: Any) -> str:
         return MISSING
     tick = tick_size(number)
     rounded = (number / tick).quantize(WON, rounding=ROUND_HALF_UP) * tick
-    return _grouped(rounded, WON if tick >= 1 else tick, False)
+    # quantize takes only the tick's exponent: ticks of 1 and up ("5", "1000") show whole won
+    return _grouped(rounded, tick, False)
 
 
 def quantity(value: Any) -> str:

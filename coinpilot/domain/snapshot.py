@@ -127,12 +127,6 @@ def _rsi_tail(close: F64, period: int, count: int) -> F64:
     return out
 
 
-def _last_or_nan(values: F64, n: int, need: int) -> F64:
-    if n < need:
-        return np.full(values.shape[0], np.nan)
-    return values[:, -1]
-
-
 def _volume_tail(volume: F64, p: IndicatorParams) -> tuple[F64, F64]:
     """(vol_ratio at the newest candle, recent ratios) with SPEC §3's zero-average rules."""
     count = p.recent_count
@@ -147,21 +141,19 @@ def _volume_tail(volume: F64, p: IndicatorParams) -> tuple[F64, F64]:
 
 
 def _bands_tail(close: F64, p: IndicatorParams) -> tuple[F64, F64, F64, np.ndarray]:
-    n = close.shape[1]
+    # touch_recovery itself needs max(lookback, sustain + 1) band values, so a window with
+    # fewer than that (n − bb_period + 1) never shows a touch.
     span = p.bb_touch_lookback + p.bb_period - 1
     tail = _tail(close, span)
     lower, mid, upper = ind.bollinger(tail, p.bb_period, p.bb_std)
     touch = ind.touch_recovery(tail, lower, p.bb_touch_lookback, p.bb_recovery_sustain_candles)[
         :, -1
     ]
-    if n - (p.bb_period - 1) < max(p.bb_touch_lookback, p.bb_recovery_sustain_candles + 1):
-        touch = np.zeros_like(touch)
     return lower[:, -1], mid[:, -1], upper[:, -1], touch
 
 
 def snapshot_columns(close: F64, volume: F64, p: IndicatorParams) -> dict[str, np.ndarray]:
     """Snapshot values for a ``(symbols, candles)`` stack: one entry per symbol."""
-    n = close.shape[1]
     lookback = p.rsi_7_recovery_lookback
     rsi7 = _rsi_tail(close, p.rsi_short_period, lookback)
     with np.errstate(invalid="ignore"):
@@ -174,7 +166,7 @@ def snapshot_columns(close: F64, volume: F64, p: IndicatorParams) -> dict[str, n
         "rsi7": rsi7[:, -1],
         "rsi7_prev": rsi7[:, -2] if rsi7.shape[1] >= 2 else np.full(close.shape[0], np.nan),
         "rsi7_min_lookback": rsi7_min,
-        "ma": _last_or_nan(ma, n, p.ma_period),
+        "ma": ma[:, -1],  # NaN with fewer than ma_period candles
         "bb_lower": lower,
         "bb_mid": mid,
         "bb_upper": upper,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -13,6 +13,7 @@ import pytest
 
 from coinpilot.adapters import ledger
 from coinpilot.config import Settings
+from coinpilot.domain.risk import RiskVerdict
 
 T0 = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
 D = Decimal
@@ -173,8 +174,6 @@ async def test_refusals_are_audited_every_time_and_announced_once_a_day(
     pool: asyncpg.Pool, settings: Settings
 ) -> None:
     """Each refusal is audited; the outbox gets the first per symbol, reason and KST day."""
-    from coinpilot.domain.risk import RiskVerdict
-
     app = settings.app
     await ledger.load_state(pool, app, T0, {})
     full = RiskVerdict(False, "max_concurrent_positions", "max concurrent positions (3) reached")
@@ -310,3 +309,270 @@ async def test_an_exit_after_a_same_candle_re_entry_is_not_taken_for_the_first_e
     assert await ledger.sell(pool, "KRW-BTC", t, D("90500000"), "TIME_LIMIT", None, app,
                              later, {}) is None  # fmt: skip
     assert (await ledger.verify(pool)).ok
+
+
+# --- what the ledger writes down besides the money --------------------------------------
+
+FULL = RiskVerdict(False, "max_concurrent_positions", "max concurrent positions (3) reached")
+HALT = RiskVerdict(False, "daily_loss_limit", "daily loss limit reached (-1.2%)", halt=True)
+
+
+async def risk_notices(pool: asyncpg.Pool) -> list[dict[str, str]]:
+    rows = await pool.fetch("SELECT payload FROM outbox WHERE kind = 'risk' ORDER BY id")
+    return [r["payload"] for r in rows]
+
+
+async def test_a_halt_records_its_reason_and_when(pool: asyncpg.Pool, settings: Settings) -> None:
+    app = settings.app
+    await ledger.load_state(pool, app, T0, {})
+    halted_at = T0 + timedelta(minutes=7)
+    await ledger.record_rejection(pool, "KRW-BTC", HALT, halted_at, app, {})
+    day = await pool.fetchrow("SELECT * FROM daily_risk_state WHERE trade_date = '2026-03-02'")
+    assert (day["is_trading_halted"], day["halt_reason"], day["updated_at"]) == (
+        True, "daily loss limit reached (-1.2%)", halted_at,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("first", "again", "announced"),
+    [
+        # 01:00 and 10:00 on 3 March in Seoul (16:00 on 2 March and 01:00 on 3 March UTC):
+        # one KST day, so only the first is announced, although the UTC dates differ
+        (datetime(2026, 3, 2, 16, 0, tzinfo=UTC), datetime(2026, 3, 3, 1, 0, tzinfo=UTC), 1),
+        # 23:00 on 2 March and 01:00 on 3 March in Seoul, one UTC date: two KST days, both
+        (datetime(2026, 3, 2, 14, 0, tzinfo=UTC), datetime(2026, 3, 2, 16, 0, tzinfo=UTC), 2),
+    ],
+)
+async def test_a_refusal_is_announced_once_per_day_counted_from_midnight_in_seoul(
+    pool: asyncpg.Pool, settings: Settings, first: datetime, again: datetime, announced: int
+) -> None:
+    app = settings.app
+    await ledger.load_state(pool, app, first, {})
+    await ledger.record_rejection(pool, "KRW-BTC", FULL, first, app, {})
+    await ledger.record_rejection(pool, "KRW-BTC", FULL, again, app, {})
+    assert await pool.fetchval("SELECT count(*) FROM risk_audit") == 2  # every one audited
+    assert len(await risk_notices(pool)) == announced
+
+
+# 90,000,000 × 1.0005 = 90,045,000; 500,000 / 90,045,000 → 0.00555277 coins (8 decimals,
+# rounded down), notional 499,999.17465, fee 0.05 % = 249.999587325
+BUY_PRICE, QTY = D("90045000"), D("0.00555277")
+BUY_NOTIONAL, BUY_FEE = D("499999.17465"), D("249.999587325")
+# the exit at 91,000,000 × 0.9995 = 90,954,500: notional 90,954,500 × 0.00555277 =
+# 454,772.5 + 45,477.25 + 4,547.725 + 251.943965 (× 0.005, 0.0005, 0.00005, 0.00000277)
+# = 505,049.418965, fee 252.5247094825
+SELL_PRICE, SELL_NOTIONAL, SELL_FEE = D("90954500"), D("505049.418965"), D("252.5247094825")
+GROSS = D("5050.244315")  # 505,049.418965 − 499,999.17465
+NET = D("4547.7200181925")  # 5,050.244315 − 249.999587325 − 252.5247094825
+ROUND_TRIP_FEES = D("502.5242968075")  # 249.999587325 + 252.5247094825
+MONEY = ("price", "quantity", "notional_krw", "fee_krw", "pnl_krw", "gross_pnl_krw",
+         "round_trip_fees_krw")  # fmt: skip
+
+
+def decimals(payload: dict[str, str]) -> dict[str, object]:
+    """Numbers compared as numbers: 90045000.0000 and 90045000 are the same price."""
+    return {k: D(v) if k in MONEY else v for k, v in payload.items()}
+
+
+async def test_each_fill_is_announced_with_what_it_filled(
+    pool: asyncpg.Pool, settings: Settings
+) -> None:
+    app = settings.app
+    await ledger.load_state(pool, app, T0, {})
+    order = ledger.BuyOrder("KRW-BTC", T0, D(90_000_000), D(500_000), "BULL", {})
+    assert await ledger.buy(pool, order, app, T0) is not None
+    out = T0 + timedelta(minutes=30)
+    assert await ledger.sell(pool, "KRW-BTC", out, D(91_000_000), "TAKE_PROFIT", None, app,
+                             out, {})  # fmt: skip
+    rows = await pool.fetch("SELECT payload FROM outbox WHERE kind = 'trade' ORDER BY id")
+    bought, sold = (decimals(r["payload"]) for r in rows)
+    assert bought == {
+        "symbol": "KRW-BTC", "side": "BUY", "price": BUY_PRICE, "quantity": QTY,
+        "notional_krw": BUY_NOTIONAL, "fee_krw": BUY_FEE, "strategy": "AdaptiveMeanReversion",
+        "executed_at": "2026-03-02T01:00:00+00:00", "regime": "BULL",
+    }  # fmt: skip
+    assert sold == {
+        "symbol": "KRW-BTC", "side": "SELL", "price": SELL_PRICE, "quantity": QTY,
+        "notional_krw": SELL_NOTIONAL, "fee_krw": SELL_FEE, "strategy": "AdaptiveMeanReversion",
+        "executed_at": "2026-03-02T01:30:00+00:00", "exit_reason": "TAKE_PROFIT",
+        "pnl_krw": NET, "gross_pnl_krw": GROSS, "round_trip_fees_krw": ROUND_TRIP_FEES,
+    }  # fmt: skip
+
+
+async def test_risk_notices_are_critical_for_a_cooldown_or_halt_and_warnings_otherwise(
+    pool: asyncpg.Pool, make_settings: Callable[..., Settings]
+) -> None:
+    """The level picks the alert's colour: red for what stops trading, yellow for a refusal."""
+    app = make_settings(risk={"cooldown_after_consecutive_losses": 1}).app  # 2 h cooldown
+    await ledger.load_state(pool, app, T0, {})
+    await ledger.record_rejection(pool, "KRW-ETH", FULL, T0, app, {})
+    halted_at = T0 + timedelta(minutes=1)
+    await ledger.record_rejection(pool, "KRW-XRP", HALT, halted_at, app, {})
+    order = ledger.BuyOrder("KRW-BTC", T0, D(90_000_000), D(500_000), "BULL", {})
+    await pool.execute("UPDATE daily_risk_state SET is_trading_halted = false")
+    assert await ledger.buy(pool, order, app, T0) is not None
+    out = T0 + timedelta(minutes=5)
+    # one loss: 89,000,000 is below the 90,045,000 paid
+    assert await ledger.sell(pool, "KRW-BTC", out, D(89_000_000), "STOP_LOSS", None, app,
+                             out, {})  # fmt: skip
+    assert await risk_notices(pool) == [
+        {"type": "max_concurrent_positions", "symbol": "KRW-ETH", "level": "WARNING",
+         "message": "max concurrent positions (3) reached", "at": "2026-03-02T01:00:00+00:00"},
+        {"type": "daily_loss_limit", "symbol": "KRW-XRP", "level": "CRITICAL",
+         "message": "daily loss limit reached (-1.2%)", "at": "2026-03-02T01:01:00+00:00"},
+        {"type": "cooldown", "symbol": "KRW-BTC", "level": "CRITICAL",
+         "message": "1 consecutive losses: no entries for 2 h",
+         "at": "2026-03-02T01:05:00+00:00"},
+    ]  # fmt: skip
+
+
+async def test_a_sells_key_names_the_candle_and_the_entry_it_closes(
+    pool: asyncpg.Pool, settings: Settings
+) -> None:
+    app = settings.app
+    await ledger.load_state(pool, app, T0, {})
+    order = ledger.BuyOrder("KRW-BTC", T0, D(90_000_000), D(500_000), "BULL", {})
+    assert await ledger.buy(pool, order, app, T0) is not None
+    entry = await pool.fetchval("SELECT id FROM trading_history")
+    out = T0 + timedelta(minutes=3)
+    assert await ledger.sell(pool, "KRW-BTC", out, D(90_000_000), "TIME_LIMIT", None, app,
+                             out, {})  # fmt: skip
+    keys = [r["idempotency_key"] for r in await pool.fetch(
+        "SELECT idempotency_key FROM trading_history ORDER BY executed_at")]  # fmt: skip
+    assert keys == [
+        "KRW-BTC|2026-03-02T01:00:00+00:00|BUY",
+        f"KRW-BTC|2026-03-02T01:03:00+00:00|SELL|{entry}",
+    ]
+
+
+async def test_a_buy_records_its_trade_and_position_in_full(
+    pool: asyncpg.Pool, settings: Settings
+) -> None:
+    app = settings.app
+    await ledger.load_state(pool, app, T0, {})
+    decided = T0 + timedelta(seconds=64)  # the decision a minute after the candle opened
+    order = ledger.BuyOrder("KRW-BTC", T0, D(90_000_000), D(500_000), "SIDEWAYS", {"rsi": 28})
+    assert await ledger.buy(pool, order, app, decided) is not None
+    trade = await pool.fetchrow("SELECT * FROM trading_history")
+    wanted = {
+        "idempotency_key": "KRW-BTC|2026-03-02T01:00:00+00:00|BUY", "symbol": "KRW-BTC",
+        "side": "BUY", "price": BUY_PRICE, "quantity": QTY, "notional": BUY_NOTIONAL,
+        "fee": BUY_FEE, "realized_pnl": None, "entry_price": None,
+        "strategy_name": "AdaptiveMeanReversion", "regime": "SIDEWAYS",
+        "high_water_mark": BUY_PRICE,  # a new position's mark starts at what it paid
+        "exit_reason": None, "signal_info": {"rsi": 28}, "candle_ts": T0, "executed_at": decided,
+    }  # fmt: skip
+    assert {k: trade[k] for k in wanted} == wanted
+    position = dict(await pool.fetchrow("SELECT * FROM positions"))
+    assert {k: v for k, v in position.items() if k != "updated_at"} == {
+        "symbol": "KRW-BTC", "quantity": QTY, "avg_price": BUY_PRICE,
+        "cost_basis": BUY_NOTIONAL, "regime": "SIDEWAYS", "high_water_mark": BUY_PRICE,
+        "opened_at": decided, "entry_trade_id": trade["id"],
+    }  # fmt: skip
+    account = await pool.fetchrow("SELECT * FROM account_state")
+    # 10,000,000 − 499,999.17465 − 249.999587325
+    assert (account["cash"], account["fees_paid"], account["updated_at"]) == (
+        D("9499750.825762675"), BUY_FEE, decided,
+    )  # fmt: skip
+
+
+async def test_a_refused_buy_is_audited_with_its_regime(
+    pool: asyncpg.Pool, make_settings: Callable[..., Settings]
+) -> None:
+    app = make_settings(risk={"max_concurrent_positions": 1}).app
+    await ledger.load_state(pool, app, T0, {})
+    assert await ledger.buy(pool, order("KRW-ETH", close="4000000"), app, T0) is not None
+    refused = await ledger.buy(pool, order(), app, T0)
+    assert isinstance(refused, ledger.Refused)
+    audit = await pool.fetchrow("SELECT * FROM risk_audit")
+    assert (audit["violation_type"], audit["symbol"], audit["details"], audit["ts"]) == (
+        "max_concurrent_positions", "KRW-BTC", {"regime": "BULL"}, T0,
+    )  # fmt: skip
+
+
+async def test_a_fill_without_an_account_row_says_what_is_missing(
+    pool: asyncpg.Pool, settings: Settings
+) -> None:
+    with pytest.raises(LookupError, match=r"^account_state has no row; run migrations and "
+                       r"start the daemon once$"):  # fmt: skip
+        await ledger.buy(pool, order(), settings.app, T0)
+
+
+async def test_a_fill_its_day_row_does_not_count_is_rolled_back_naming_the_day(
+    pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """A trigger that silently skips every update of the day row: the BUY must not commit
+    uncounted (the daily trade limit would never see it)."""
+    app = settings.app
+    await ledger.load_state(pool, app, T0, {})
+    await pool.execute("""
+        CREATE FUNCTION skip_update() RETURNS trigger LANGUAGE plpgsql AS
+        $$ BEGIN RETURN NULL; END $$;
+        CREATE TRIGGER skip_update BEFORE UPDATE ON daily_risk_state
+        FOR EACH ROW EXECUTE FUNCTION skip_update();""")  # fmt: skip
+    before = await snapshot(pool)
+    with pytest.raises(LookupError, match=r"^daily_risk_state has no row for 2026-03-02$"):
+        await ledger.buy(pool, order(), app, T0)
+    assert await snapshot(pool) == before
+
+
+@pytest.mark.parametrize("read_only", [False, True])
+async def test_reading_the_state_does_not_wait_for_a_fill_in_progress(
+    pool: asyncpg.Pool, settings: Settings, read_only: bool
+) -> None:
+    """Only a fill locks the account and day rows: the bot's state and `coinpilot status`
+    read them while another transaction holds those locks (as a fill does until it
+    commits)."""
+    app = settings.app
+    await ledger.load_state(pool, app, T0, {})
+    async with pool.acquire() as holder:
+        locked = holder.transaction()
+        await locked.start()
+        await holder.execute("SELECT 1 FROM account_state WHERE id = 1 FOR UPDATE")
+        await holder.execute("UPDATE daily_risk_state SET trade_count = trade_count + 1")
+        reading = asyncio.ensure_future(ledger.load_state(pool, app, T0, {}, read_only=read_only))
+        blocked = False
+        # Until the read finishes, or PostgreSQL shows a session waiting for a lock here.
+        while not reading.done() and not blocked:
+            blocked = bool(await pool.fetchval(
+                """SELECT count(*) FROM pg_stat_activity
+                   WHERE datname = current_database() AND wait_event_type = 'Lock'"""))  # fmt: skip
+            await asyncio.sleep(0.01)
+        await locked.rollback()
+    state = await reading
+    assert not blocked
+    assert state.account.cash == D(10_000_000)
+
+
+async def test_the_loaded_state_is_what_the_fills_stored(
+    pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """A BTC round trip (figures above), an ETH position still open and a halt, read back."""
+    app = settings.app
+    await ledger.load_state(pool, app, T0, {})
+    assert await ledger.buy(pool, order(), app, T0) is not None
+    out = T0 + timedelta(minutes=30)
+    assert await ledger.sell(pool, "KRW-BTC", out, D(91_000_000), "TAKE_PROFIT", None, app,
+                             out, {})  # fmt: skip
+    # ETH: 4,000,000 × 1.0005 = 4,002,000; 500,000 / 4,002,000 → 0.12493753 coins,
+    # notional 499,999.99506, fee 249.99999753
+    eth_at = T0 + timedelta(minutes=40)
+    eth = ledger.BuyOrder("KRW-ETH", eth_at, D(4_000_000), D(500_000), "SIDEWAYS", {})
+    assert await ledger.buy(pool, eth, app, eth_at) is not None
+    await ledger.record_rejection(pool, "KRW-XRP", HALT, eth_at, app, {})
+    entry = await pool.fetchval("SELECT id FROM trading_history WHERE symbol = 'KRW-ETH'")
+    state = await ledger.load_state(pool, app, eth_at, {})
+    # cash: 10,000,000 − 500,249.174237325 (BTC bought) + 504,796.8942555175 (sold, less
+    # its fee) − 500,249.99505753 (ETH bought); fees 249.999587325 + 252.5247094825 +
+    # 249.99999753
+    assert state.account == ledger.Account(
+        D(10_000_000), D("9504297.7249606625"), GROSS, D("752.5242943375"), 0, None
+    )
+    assert state.positions == {"KRW-ETH": ledger.Position(
+        "KRW-ETH", D("0.12493753"), D(4_002_000), D("499999.99506"), "SIDEWAYS", D(4_002_000),
+        eth_at, entry,
+    )}  # fmt: skip
+    assert state.day == ledger.Day(
+        date(2026, 3, 2), D(10_000_000), GROSS, D("752.5242943375"), 3, 2, 1, True,
+        "daily loss limit reached (-1.2%)",
+    )  # fmt: skip

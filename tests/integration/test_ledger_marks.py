@@ -153,3 +153,69 @@ async def test_a_read_only_look_shows_the_day_as_it_would_open_and_writes_nothin
     assert today.day.buy_count == 2
     assert today.account.cash == CASH_AFTER_BOTH
     assert set(today.positions) == {"KRW-BTC", "KRW-ETH"}
+
+
+@pytest.fixture
+def exact(make_settings: Callable[..., Settings]) -> Settings:
+    """No slippage and no fee: 1,000 KRW a coin buys exactly amount / 1,000 coins."""
+    return make_settings(fills={"slippage": "0", "fee_rate": "0"})
+
+
+@pytest.mark.parametrize(("amount", "fills"), [(200_000, True), (200_001, False)])
+async def test_a_buy_weighs_the_exposure_cap_at_the_marks_it_is_given(
+    pool: asyncpg.Pool, exact: Settings, amount: int, fills: bool
+) -> None:
+    """1,000 coins of KRW-A bought at 1,000 and marked at 2,000: exposure 2,000,000, equity
+    9,000,000 cash + 2,000,000 = 11,000,000, cap 20 % = 2,200,000: room for 200,000 more.
+    At the fill price the room would be 20 % × 10,000,000 − 1,000,000 = 1,000,000."""
+    app = exact.app
+    await ledger.load_state(pool, app, T0, {})
+    first = ledger.BuyOrder("KRW-A", T0, D(1000), D(1_000_000), "BULL", {})
+    assert isinstance(await ledger.buy(pool, first, app, T0), ledger.Fill)
+    then = T0 + timedelta(minutes=1)
+    second = ledger.BuyOrder("KRW-B", then, D(1000), D(amount), "BULL", {})
+    result = await ledger.buy(pool, second, app, then, {"KRW-A": 2000.0})
+    assert isinstance(result, ledger.Fill) is fills
+    if not fills:
+        assert isinstance(result, ledger.Refused)
+        assert result.verdict.reason_code == "max_total_exposure"
+
+
+async def test_a_day_opened_by_an_exit_marks_the_other_positions_at_the_given_marks(
+    pool: asyncpg.Pool, exact: Settings
+) -> None:
+    """Bought 100 coins of KRW-A and 200 of KRW-B at 1,000 (cash 9,700,000). The first fill of
+    3 March sells KRW-A at 1,100 with KRW-B marked at 1,500: the day opens before the exit
+    at 9,700,000 + 100 × 1,100 + 200 × 1,500 = 10,110,000."""
+    app = exact.app
+    await ledger.load_state(pool, app, T0, {})
+    for symbol, amount in (("KRW-A", 100_000), ("KRW-B", 200_000)):
+        order = ledger.BuyOrder(symbol, T0, D(1000), D(amount), "BULL", {})
+        assert isinstance(await ledger.buy(pool, order, app, T0), ledger.Fill)
+    next_day = datetime(2026, 3, 2, 15, 1, tzinfo=UTC)  # 00:01 on 3 March in Seoul
+    assert await ledger.sell(pool, "KRW-A", next_day, D(1100), "TAKE_PROFIT", None, app,
+                             next_day, {}, {"KRW-B": 1500.0})  # fmt: skip
+    opening = await pool.fetchval(
+        "SELECT opening_equity FROM daily_risk_state WHERE trade_date = '2026-03-03'"
+    )
+    assert opening == D(10_110_000)
+
+
+async def test_a_day_opened_by_a_buy_marks_the_positions_held_at_the_given_marks(
+    pool: asyncpg.Pool, exact: Settings
+) -> None:
+    """100 coins of KRW-A bought at 1,000 (cash 9,900,000). The first fill of 3 March buys
+    KRW-B with KRW-A marked at 1,500: the day opens before the buy at 9,900,000 + 100 ×
+    1,500 = 10,050,000 (at KRW-A's fill price it would be 10,000,000)."""
+    app = exact.app
+    await ledger.load_state(pool, app, T0, {})
+    first = ledger.BuyOrder("KRW-A", T0, D(1000), D(100_000), "BULL", {})
+    assert isinstance(await ledger.buy(pool, first, app, T0), ledger.Fill)
+    next_day = datetime(2026, 3, 2, 15, 1, tzinfo=UTC)  # 00:01 on 3 March in Seoul
+    second = ledger.BuyOrder("KRW-B", next_day, D(1000), D(100_000), "BULL", {})
+    result = await ledger.buy(pool, second, app, next_day, {"KRW-A": 1500.0})
+    assert isinstance(result, ledger.Fill)
+    opening = await pool.fetchval(
+        "SELECT opening_equity FROM daily_risk_state WHERE trade_date = '2026-03-03'"
+    )
+    assert opening == D(10_050_000)

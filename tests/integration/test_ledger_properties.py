@@ -43,6 +43,7 @@ from coinpilot.adapters import db as dbmod
 from coinpilot.adapters import ledger
 from coinpilot.config import AppConfig, load_config
 from coinpilot.domain.fills import Fill
+from tests import kept_db
 from tests.conftest import fresh_database
 
 D = Decimal
@@ -336,7 +337,9 @@ class LedgerMachine(RuleBasedStateMachine):
         assert check.right == INITIAL + m.realized - m.fees
 
 
-def test_ledger_equals_an_independent_model(pg_admin_dsn: str, pg_template: str) -> None:
+def test_ledger_equals_an_independent_model(
+    pg_admin_dsn: str, pg_template: str, kept_slot: kept_db.Slot | None
+) -> None:
     async def run_in(dsn: str) -> None:
         LedgerMachine.dsn = dsn
         LedgerMachine.failures.clear()
@@ -356,6 +359,10 @@ def test_ledger_equals_an_independent_model(pg_admin_dsn: str, pg_template: str)
         )
 
     async def main() -> None:
+        if kept_slot is not None:  # `make mutation`: the session's kept database
+            await kept_slot.reset()
+            await run_in(kept_slot.dsn)
+            return
         async with fresh_database(pg_admin_dsn, "cp_prop", pg_template) as dsn:
             await run_in(dsn)
 

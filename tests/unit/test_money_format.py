@@ -134,3 +134,19 @@ def test_pnl_breakdown_leads_with_the_net() -> None:
     net = Decimal("4367") - Decimal("500") - Decimal("502.18")
     text = mf.pnl_breakdown(net, Decimal("4367"), Decimal("1002.18"))
     assert text == "+3,365 KRW (gross +4,367, fees 1,002)"
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        # ties whose lower neighbour is even: half away from zero goes up, where banker's
+        # rounding would stay on the even tick
+        (Decimal("95122500"), "95,123,000"),  # 95,122.5 ticks of 1,000
+        (Decimal("-95122500"), "-95,123,000"),  # the tick comes from the magnitude
+        (Decimal("7770") + Decimal("2.5"), "7,775"),  # 1,554.5 ticks of 5
+        (Decimal("0.01225"), "0.0123"),  # 122.5 ticks of 0.0001 (band 0.01 to 0.1)
+        (Decimal("0.000000025"), "0.00000003"),  # 2.5 ticks of 1e-8
+    ],
+)
+def test_price_ties_round_away_from_zero(value: Decimal, text: str) -> None:
+    assert mf.price(value) == text
