@@ -30,8 +30,10 @@ from coinpilot.adapters import db as dbmod
 
 ENV = "COINPILOT_TEST_KEEP_DB"
 ROOT = Path(__file__).resolve().parent.parent
+# mutmut runs the tests from its copy of the project in mutants/: the same checkout.
+CHECKOUT = ROOT.parent if ROOT.name == "mutants" else ROOT
 # One set per checkout, so two checkouts sharing a server never take each other's.
-PREFIX = "cp_keep_" + hashlib.sha256(str(ROOT).encode()).hexdigest()[:8]
+PREFIX = "cp_keep_" + hashlib.sha256(str(CHECKOUT).encode()).hexdigest()[:8]
 TEMPLATE = f"{PREFIX}_tpl"
 SLOTS = 8
 LOCK_CLASS = 0x6B657074  # "kept": advisory lock key space of these databases

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -514,3 +514,65 @@ async def test_a_fill_its_day_row_does_not_count_is_rolled_back_naming_the_day(
     with pytest.raises(LookupError, match=r"^daily_risk_state has no row for 2026-03-02$"):
         await ledger.buy(pool, order(), app, T0)
     assert await snapshot(pool) == before
+
+
+@pytest.mark.parametrize("read_only", [False, True])
+async def test_reading_the_state_does_not_wait_for_a_fill_in_progress(
+    pool: asyncpg.Pool, settings: Settings, read_only: bool
+) -> None:
+    """Only a fill locks the account and day rows: the bot's state and `coinpilot status`
+    read them while another transaction holds those locks (as a fill does until it
+    commits)."""
+    app = settings.app
+    await ledger.load_state(pool, app, T0, {})
+    async with pool.acquire() as holder:
+        locked = holder.transaction()
+        await locked.start()
+        await holder.execute("SELECT 1 FROM account_state WHERE id = 1 FOR UPDATE")
+        await holder.execute("UPDATE daily_risk_state SET trade_count = trade_count + 1")
+        reading = asyncio.ensure_future(ledger.load_state(pool, app, T0, {}, read_only=read_only))
+        blocked = False
+        # Until the read finishes, or PostgreSQL shows a session waiting for a lock here.
+        while not reading.done() and not blocked:
+            blocked = bool(await pool.fetchval(
+                """SELECT count(*) FROM pg_stat_activity
+                   WHERE datname = current_database() AND wait_event_type = 'Lock'"""))  # fmt: skip
+            await asyncio.sleep(0.01)
+        await locked.rollback()
+    state = await reading
+    assert not blocked
+    assert state.account.cash == D(10_000_000)
+
+
+async def test_the_loaded_state_is_what_the_fills_stored(
+    pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """A BTC round trip (figures above), an ETH position still open and a halt, read back."""
+    app = settings.app
+    await ledger.load_state(pool, app, T0, {})
+    assert await ledger.buy(pool, order(), app, T0) is not None
+    out = T0 + timedelta(minutes=30)
+    assert await ledger.sell(pool, "KRW-BTC", out, D(91_000_000), "TAKE_PROFIT", None, app,
+                             out, {})  # fmt: skip
+    # ETH: 4,000,000 × 1.0005 = 4,002,000; 500,000 / 4,002,000 → 0.12493753 coins,
+    # notional 499,999.99506, fee 249.99999753
+    eth_at = T0 + timedelta(minutes=40)
+    eth = ledger.BuyOrder("KRW-ETH", eth_at, D(4_000_000), D(500_000), "SIDEWAYS", {})
+    assert await ledger.buy(pool, eth, app, eth_at) is not None
+    await ledger.record_rejection(pool, "KRW-XRP", HALT, eth_at, app, {})
+    entry = await pool.fetchval("SELECT id FROM trading_history WHERE symbol = 'KRW-ETH'")
+    state = await ledger.load_state(pool, app, eth_at, {})
+    # cash: 10,000,000 − 500,249.174237325 (BTC bought) + 504,796.8942555175 (sold, less
+    # its fee) − 500,249.99505753 (ETH bought); fees 249.999587325 + 252.5247094825 +
+    # 249.99999753
+    assert state.account == ledger.Account(
+        D(10_000_000), D("9504297.7249606625"), GROSS, D("752.5242943375"), 0, None
+    )
+    assert state.positions == {"KRW-ETH": ledger.Position(
+        "KRW-ETH", D("0.12493753"), D(4_002_000), D("499999.99506"), "SIDEWAYS", D(4_002_000),
+        eth_at, entry,
+    )}  # fmt: skip
+    assert state.day == ledger.Day(
+        date(2026, 3, 2), D(10_000_000), GROSS, D("752.5242943375"), 3, 2, 1, True,
+        "daily loss limit reached (-1.2%)",
+    )  # fmt: skip
