@@ -214,8 +214,14 @@ def test_two_workers_share_one_postgresql_study(
             assert await asyncio.wait_for(main.wait(), 120) == 0
             assert await asyncio.wait_for(worker.wait(), 60) == 0
             url = dsn.replace("postgresql://", "postgresql+psycopg://", 1)
-            studies = [optuna.load_study(study_name=f"pg.fold{k}", storage=url) for k in (1, 2)]
-            return dsn, [s.get_trials() for s in studies]
+            storage = optuna.storages.RDBStorage(url)
+            try:
+                studies = [
+                    optuna.load_study(study_name=f"pg.fold{k}", storage=storage) for k in (1, 2)
+                ]
+                return dsn, [s.get_trials() for s in studies]
+            finally:
+                storage.engine.dispose()  # its pooled connections, before the database goes
 
     _, per_fold = asyncio.run(run())
     workers: set[str] = set()

@@ -168,18 +168,17 @@ def _alive(pid: int) -> bool:
 
 def _orphan(kind: str, base: Path) -> None:
     """Start an embedded server in a process, then SIGKILL the process: the server lives on."""
-    proc = subprocess.Popen(
+    with subprocess.Popen(  # leaving the block closes the pipe and waits for the process
         [sys.executable, "-c", ORPHAN, kind, str(base)],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    assert proc.stdout is not None
-    while (line := proc.stdout.readline()) and line.strip() != b"started":
-        pass
-    assert line.strip() == b"started"
-    proc.kill()
-    proc.wait()
+    ) as proc:
+        assert proc.stdout is not None
+        while (line := proc.stdout.readline()) and line.strip() != b"started":
+            pass
+        assert line.strip() == b"started"
+        proc.kill()
 
 
 def test_redis_left_by_a_crash_is_adopted_and_stopped() -> None:

@@ -37,6 +37,7 @@ class NotifyListener:
 
     def __init__(self, abstract: bool) -> None:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._dir: tempfile.TemporaryDirectory[str] | None = None
         if abstract:
             name = f"coinpilot-test-{uuid.uuid4().hex}"
             self.sock.bind("\0" + name)
@@ -60,6 +61,8 @@ class NotifyListener:
 
     def close(self) -> None:
         self.sock.close()
+        if self._dir is not None:  # the socket's file and its directory
+            self._dir.cleanup()
 
 
 @pytest.fixture(params=[False, True], ids=["path", "abstract"])
