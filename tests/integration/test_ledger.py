@@ -576,3 +576,70 @@ async def test_the_loaded_state_is_what_the_fills_stored(
         date(2026, 3, 2), D(10_000_000), GROSS, D("752.5242943375"), 3, 2, 1, True,
         "daily loss limit reached (-1.2%)",
     )  # fmt: skip
+
+
+async def waits_for_a_lock(pool: asyncpg.Pool, task: asyncio.Future[Any]) -> bool:
+    """True once PostgreSQL shows a session of this database waiting for a lock; False if
+    ``task`` finishes first."""
+    while not task.done():
+        if await pool.fetchval(
+            """SELECT count(*) FROM pg_stat_activity
+               WHERE datname = current_database() AND wait_event_type = 'Lock'"""
+        ):
+            return True
+        await asyncio.sleep(0.01)
+    return False
+
+
+async def test_a_buy_reads_the_limits_only_after_the_fill_before_it_commits(
+    pool: asyncpg.Pool, make_settings: Callable[..., Settings]
+) -> None:
+    """Another fill holds the account row and takes the last position slot meanwhile: the
+    BUY, queued on that lock, must see the slot taken (not what it was before) and refuse."""
+    app = make_settings(risk={"max_concurrent_positions": 1}).app
+    await ledger.load_state(pool, app, T0, {})
+    async with pool.acquire() as other:
+        fill = other.transaction()
+        await fill.start()
+        await other.execute("SELECT 1 FROM account_state WHERE id = 1 FOR UPDATE")
+        buying = asyncio.ensure_future(ledger.buy(pool, order("KRW-ETH", close="4000000"),
+                                                  app, T0))  # fmt: skip
+        assert await waits_for_a_lock(pool, buying)
+        await other.execute(
+            """INSERT INTO positions (symbol, quantity, avg_price, cost_basis, regime,
+                   high_water_mark, opened_at)
+               VALUES ('KRW-BTC', 1, 1000, 1000, 'BULL', 1000, $1)""",
+            T0,
+        )  # fmt: skip
+        await fill.commit()
+    result = await buying
+    assert isinstance(result, ledger.Refused)
+    assert result.verdict.reason_code == "max_concurrent_positions"
+    assert [r["symbol"] for r in await pool.fetch("SELECT symbol FROM positions")] == ["KRW-BTC"]
+
+
+async def test_a_sell_reads_the_loss_streak_only_after_the_fill_before_it_commits(
+    pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """A losing exit queued behind another fill that brought the streak to 2 makes it 3:
+    the 2 h cooldown starts (shipped: after 3 consecutive losses)."""
+    app = settings.app
+    await ledger.load_state(pool, app, T0, {})
+    assert await ledger.buy(pool, order(), app, T0) is not None
+    out = T0 + timedelta(minutes=5)
+    async with pool.acquire() as other:
+        fill = other.transaction()
+        await fill.start()
+        await other.execute("SELECT 1 FROM account_state WHERE id = 1 FOR UPDATE")
+        selling = asyncio.ensure_future(ledger.sell(
+            pool, "KRW-BTC", out, D(89_000_000), "STOP_LOSS", None, app, out, {}))  # fmt: skip
+        assert await waits_for_a_lock(pool, selling)
+        await other.execute("UPDATE account_state SET consecutive_losses = 2")
+        await fill.commit()
+    sold = await selling
+    assert sold is not None
+    assert sold.cooldown_until == out + timedelta(hours=2)
+    account = await pool.fetchrow("SELECT consecutive_losses, cooldown_until FROM account_state")
+    assert (account["consecutive_losses"], account["cooldown_until"]) == (
+        0, out + timedelta(hours=2),
+    )  # fmt: skip
