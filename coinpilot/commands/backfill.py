@@ -28,6 +28,7 @@ from coinpilot.config import Settings
 from coinpilot.errors import DependencyDown
 from coinpilot.observability import Metrics
 from coinpilot.services.collector import CandleFiller, SyncResult
+from coinpilot.services.fanout import gather_or_cancel
 
 
 def _utc(text: str) -> datetime:
@@ -112,8 +113,8 @@ async def _backfill(args: argparse.Namespace, settings: Settings) -> int:
         progress = Progress(not args.no_progress)
         filler = CandleFiller(client, pool, metrics, on_page=progress.page)
         started = time.perf_counter()
-        results = await asyncio.gather(
-            *(_one(filler, progress, s, start, end, clock) for s in symbols)
+        results = await gather_or_cancel(
+            _one(filler, progress, s, start, end, clock) for s in symbols
         )
         seconds = time.perf_counter() - started
         if progress.enabled:

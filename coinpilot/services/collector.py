@@ -33,6 +33,7 @@ from coinpilot.errors import DependencyDown
 from coinpilot.observability import Health, Metrics
 from coinpilot.services.base import PeriodicService
 from coinpilot.services.candle_stream import CandleStream
+from coinpilot.services.fanout import gather_or_cancel
 from coinpilot.services.minute_events import MinuteEvents
 
 log = structlog.get_logger(__name__)
@@ -287,8 +288,8 @@ class Collector(PeriodicService):
         now = self.clock.now()
         symbols = self.watched()
         newest = await md.newest_closed_ts_many(self.pool, symbols)
-        results = await asyncio.gather(
-            *(self.sync_symbol(s, newest.get(s), now, upto=upto) for s in symbols)
+        results = await gather_or_cancel(
+            self.sync_symbol(s, newest.get(s), now, upto=upto) for s in symbols
         )
         failed = [r for r in results if r.error]
         log.info(
