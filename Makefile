@@ -52,12 +52,11 @@ bench: $(STAMP)
 # printed; below 90 % (equivalent mutants, listed in tests/mutation_equivalent.txt,
 # excluded) fails.
 MUTATION_JOBS ?= 2
-# mutmut runs the tests from mutants/, so the real candles must be named absolutely or the
-# tests that replay them would skip there.
-DATA_DIR ?= $(or $(COINPILOT_DATA_DIR),$(abspath ../shared/data))
+# The tests that read the real candle files skip here (see the data_dir fixture): mutmut
+# forks a child per mutant, and polars' thread pool does not survive a fork.
 mutation: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[mutation]'
-	COINPILOT_LEDGER_PROFILE=mutation COINPILOT_TEST_KEEP_DB=1 COINPILOT_DATA_DIR=$(DATA_DIR) \
+	COINPILOT_LEDGER_PROFILE=mutation COINPILOT_TEST_KEEP_DB=1 \
 	    $(BIN)/mutmut run --max-children $(MUTATION_JOBS) > mutants.log 2>&1 \
 	    || { $(BIN)/python -m tests.kept_db drop; tail -40 mutants.log; exit 1; }
 	$(BIN)/python -m tests.kept_db drop
