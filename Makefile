@@ -47,7 +47,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 # Mutation testing of coinpilot/domain and the ledger with the fast tests (not part of
-# `make test`; an hour or more on two cores). Results are kept in mutants/ and reused for
+# `make test`; about 17 minutes on two cores). Results are kept in mutants/ and reused for
 # unchanged functions; `$(BIN)/mutmut browse` shows each survivor. A score per file is
 # printed; below 90 % (equivalent mutants, listed in tests/mutation_equivalent.txt,
 # excluded) fails.

@@ -2,8 +2,10 @@
 
 score = killed (or timed out) / (all mutants − those listed as equivalent), where a
 mutant no test reaches counts as surviving. Equivalent mutants are listed with the reason
-in tests/mutation_equivalent.txt (``name  reason``, one a line). Exits 1 when a file is
-below the bar, or when a listed mutant no longer survives (the list must stay true).
+in tests/mutation_equivalent.txt (``name  reason``, one a line); survivors that an input
+could tell apart, but only one the program never lets through, are listed in
+tests/mutation_survivors.txt and still count as survivors. Exits 1 when a file is below the
+bar, or when a mutant on either list no longer survives (the lists must stay true).
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ KILLED = {1, 3, 36, -24, 24, 152, 255, 37}  # failed tests, timeouts, type-check
 SURVIVED = {0, 5, 33}  # passing tests, or no test reaching the mutant at all
 
 
-def equivalent() -> dict[str, str]:
-    path = ROOT / "tests" / "mutation_equivalent.txt"
+def equivalent(name: str = "mutation_equivalent.txt") -> dict[str, str]:
+    path = ROOT / "tests" / name
     out: dict[str, str] = {}
     for line in path.read_text().splitlines():
         if line.strip() and not line.startswith("#"):
@@ -31,6 +33,7 @@ def equivalent() -> dict[str, str]:
 
 def main() -> int:
     listed = equivalent()
+    known = equivalent("mutation_survivors.txt")  # tolerated survivors, still counted
     metas = sorted((ROOT / "mutants").rglob("*.py.meta"))
     if not metas:
         print("no mutmut results under mutants/: run `make mutation`", file=sys.stderr)
@@ -51,9 +54,12 @@ def main() -> int:
                     failed = True
             elif code in KILLED:
                 count["killed"] += 1
+                if name in known:
+                    print(f"  listed as a known survivor but killed: {name}")
+                    failed = True
             elif code in SURVIVED:
                 count["survived"] += 1
-                print(f"  survivor: {name}")
+                print(f"  {'known survivor' if name in known else 'survivor'}: {name}")
             else:
                 count["unchecked"] += 1
         judged = count["killed"] + count["survived"]

@@ -103,3 +103,32 @@ def test_any_rsi_above_a_low_threshold_counts() -> None:
     assert decide(101.0, rsi14=1.0, regimes=low).reason == "RSI_OVERBOUGHT"
     for absent in (None, math.nan, 0.0):
         assert decide(101.0, rsi14=absent, regimes=low).reason is None
+
+
+def ledger_exit(avg: str, hwm: str, close: str) -> ExitDecision:
+    return evaluate_exit(
+        avg_price=Decimal(avg),
+        opened_at=NOW - timedelta(hours=1),
+        entry_regime="BULL",
+        hwm=Decimal(hwm),
+        close=Decimal(close),
+        rsi14=50.0,
+        current_regime="BULL",
+        regimes=REGIMES,
+        now=NOW,
+    )
+
+
+def test_decimal_prices_as_the_ledger_stores_them() -> None:
+    """The bot passes the ledger's Decimals unchanged.
+
+    avg 100.5, close 97.485: (97.485 − 100.5) / 100.5 = −3.015 / 100.5 = exactly −3 %, the
+    BULL stop loss (the caller keeps the stored mark, so none is returned).
+    avg 100.5, mark 103.5 (+2.99 %, past the 1 % activation), close 100.395 = 103.5 × 0.97:
+    the trailing stop, at −0.105 / 100.5 = −0.104478 %, keeping the mark 103.5.
+    """
+    stop = ledger_exit("100.5", "100.5", "97.485")
+    assert (stop.reason, stop.pnl_pct, stop.new_hwm) == ("STOP_LOSS", -0.03, None)
+    trail = ledger_exit("100.5", "103.5", "100.395")
+    assert (trail.reason, trail.new_hwm) == ("TRAILING_STOP", Decimal("103.5"))
+    assert trail.pnl_pct == pytest.approx(-0.00104478, abs=1e-8)
