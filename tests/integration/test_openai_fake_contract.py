@@ -53,8 +53,7 @@ async def client(fake: FakeOpenAI) -> AsyncIterator[openai.AsyncOpenAI]:
 async def post(
     http: aiohttp.ClientSession, fake: FakeOpenAI, body: Any, headers: dict[str, str] = AUTH
 ) -> tuple[int, Any, Any]:
-    data = body if isinstance(body, bytes) else None
-    kwargs: dict[str, Any] = {"data": data} if data is not None else {"json": body}
+    kwargs: dict[str, Any] = {"data": body} if isinstance(body, bytes) else {"json": body}
     async with http.post(f"{fake.base_url}/chat/completions", headers=headers, **kwargs) as r:
         return r.status, r.headers.copy(), await r.json()  # headers stay case-blind
 
